@@ -1,0 +1,9 @@
+"""ldct-clip: low-dose CT denoising with a frozen CLIP ResNet encoder (Cheng, Liang, Tan, CVPR 2024)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import InputError, LdctClipError, WeightsError  # noqa: E402
+
+__all__ = ["__version__", "LdctClipError", "InputError", "WeightsError"]

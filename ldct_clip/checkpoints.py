@@ -1,0 +1,129 @@
+"""Checkpoint files of CLIPDenoiser: the authors' basicsr files and this project's own.
+
+This project's format is a plain ``state_dict`` (what MONAI's ``CheckpointLoader`` and
+``python -m monai.bundle ckpt_export`` read, and what ``models/model.pt`` of a bundle holds). The
+authors' release wraps the same keys as ``{'params': state_dict}`` (sometimes also ``params_ema``) and
+adds the unused ``encoder.layer4.*``. The network's shape is inferred from the tensors, so no side
+configuration is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import WeightsError
+from .networks import CLIPDenoiser
+from .weights import read_state_dict
+
+__all__ = ["extract_state_dict", "infer_config", "load_checkpoint", "load_weights", "save_checkpoint"]
+
+UNUSED_PREFIX = "encoder.layer4."
+
+
+def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.Tensor]:
+    """Return the model state dict from a loaded checkpoint object, without the unused ``layer4`` keys.
+
+    Accepts ``{'params': sd}`` / ``{'params_ema': sd}`` (basicsr), ``{'model': sd}`` / ``{'network': sd}``
+    (MONAI ``CheckpointSaver`` with several objects), ``{'state_dict': sd}``, or a plain state dict.
+    """
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"the checkpoint holds a {type(obj).__name__}, not a state dict")
+    for key in (param_key, "params", "params_ema", "model", "network", "state_dict"):
+        if key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad or not state:
+        raise WeightsError(f"the checkpoint is not a CLIPDenoiser state dict (non-tensor entries: {bad[:5]})")
+    return {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIX)}
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Infer ``CLIPDenoiser`` constructor arguments (channels, width, layers, bias) from a state dict."""
+    try:
+        width = int(state["encoder.conv3.weight"].shape[0])
+        out_channels = int(state["last.weight"].shape[0])
+    except KeyError as e:
+        raise WeightsError(f"the checkpoint is not a CLIPDenoiser state dict (no {e.args[0]!r} key)") from e
+    layers = []
+    for stage in (1, 2, 3):
+        blocks = {int(m.group(1)) for k in state if (m := re.match(rf"encoder\.layer{stage}\.(\d+)\.", k))}
+        if not blocks:
+            raise WeightsError(f"the checkpoint has no encoder.layer{stage} weights")
+        layers.append(max(blocks) + 1)
+    return {
+        "in_channels": 1 if "first.weight" in state else 3,
+        "out_channels": out_channels,
+        "layers": layers + [1],  # layer4 is never built; its depth does not matter
+        "width": width,
+        "bias": "last.bias" in state,
+    }
+
+
+def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                 for name, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+                 if keys]
+        raise WeightsError(f"checkpoint {path} does not fit the network: " + "; ".join(parts))
+
+
+def load_weights(
+    model: CLIPDenoiser, path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params"
+) -> CLIPDenoiser:
+    """Load a checkpoint file into an existing model, strictly (only ``encoder.layer4.*`` may be dropped)."""
+    path = Path(path)
+    state = extract_state_dict(read_state_dict(path), param_key)
+    _check_keys(model, state, path)
+    model.load_state_dict(state)
+    return model.to(map_location)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params", **overrides: Any
+) -> CLIPDenoiser:
+    """Build a :class:`CLIPDenoiser` shaped after a checkpoint file and load it.
+
+    Args:
+        path: the authors' ``.pth`` (``{'params': ...}``) or this project's ``.pt`` state dict.
+        map_location: device for the weights.
+        param_key: which weights of a basicsr file to use (``"params"`` or ``"params_ema"``).
+        overrides: extra ``CLIPDenoiser`` arguments (``aug_level``, ``encoder_bn``, ``fp32_head``).
+
+    Raises :class:`WeightsError` naming the keys when the file does not fit.
+    """
+    path = Path(path)
+    state = extract_state_dict(read_state_dict(path), param_key)
+    model = CLIPDenoiser(**{**infer_config(state), **overrides})
+    _check_keys(model, state, path)
+    model.load_state_dict(state)
+    return model.to(map_location)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s state dict (plain, CPU tensors) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,159 @@
+"""The volume path every entry point shares: HU volume in, denoised HU volume out.
+
+``denoise_volume`` streams axial slices through :class:`SliceSlidingWindowInferer`: HU -> [0, 1]
+(:func:`~ldct_clip.transforms.hu_to_unit`), the 2D network over 2D sliding windows with gaussian blending,
+[0, 1] -> HU (:func:`~ldct_clip.transforms.unit_to_hu`). Only the input and the output volume are held
+in memory; each step works on ``sw_batch_size`` slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import Inferer, sliding_window_inference
+
+from .errors import InputError
+from .precision import autocast, resolve_precision
+from .transforms import DEFAULT_HU_WINDOW, hu_to_unit, unit_to_hu, window_from
+
+__all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
+
+MIN_SIDE = 32  # the encoder downsamples 16x; below 32 px there is nothing left to see
+
+ProgressFn = Callable[[int, int], None]
+
+
+class SliceSlidingWindowInferer(Inferer):
+    """Run a 2D network on the axial slices of a volume, with 2D sliding windows and gaussian blending.
+
+    Args:
+        roi_size: 2D window (X, Y); clipped to the slice size, so the default covers a 512x512 slice whole.
+        overlap: window overlap fraction.
+        sw_batch_size: windows (whole slices, for the default ``roi_size``) per network call.
+        mode: blending of overlapping windows (``"gaussian"`` or ``"constant"``).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`ldct_clip.precision`).
+        channels_last: feed the network channels_last tensors (faster convolutions on CPU and GPU).
+
+    Inputs ``(B, C, X, Y, Z)`` (slices along the last axis, MONAI's convention after ``LoadImage``) or
+    ``(B, C, X, Y)``; output of the same shape, float32.
+    """
+
+    def __init__(
+        self,
+        roi_size: Sequence[int] = (512, 512),
+        overlap: float = 0.25,
+        sw_batch_size: int = 4,
+        mode: str = "gaussian",
+        precision: str = "fp32",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(roi_size) != 2:
+            raise ValueError(f"roi_size must be 2D (X, Y), got {roi_size}")
+        self.roi_size = tuple(int(r) for r in roi_size)
+        self.overlap = float(overlap)
+        self.sw_batch_size = int(sw_batch_size)
+        self.mode = mode
+        self.precision = precision
+        self.channels_last = channels_last
+
+    def infer_slices(self, slices: torch.Tensor, network: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Run ``network`` over ``(N, C, X, Y)`` slices; returns float32 ``(N, C_out, X, Y)``."""
+        roi = tuple(min(r, s) for r, s in zip(self.roi_size, slices.shape[-2:]))
+        if self.channels_last:
+            slices = slices.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(slices.device, self.precision):
+            out = sliding_window_inference(
+                slices, roi, self.sw_batch_size, network, overlap=self.overlap, mode=self.mode, progress=False
+            )
+        return out.float().contiguous()
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if inputs.ndim == 4:
+            return self.infer_slices(inputs, network)
+        if inputs.ndim != 5:
+            raise ValueError(f"expected (B, C, X, Y) or (B, C, X, Y, Z) input, got shape {tuple(inputs.shape)}")
+        b, c, x, y, z = inputs.shape
+        outputs = []
+        for k0 in range(0, z, self.sw_batch_size):
+            chunk = inputs[..., k0 : k0 + self.sw_batch_size]
+            n = chunk.shape[-1]
+            flat = chunk.permute(0, 4, 1, 2, 3).reshape(b * n, c, x, y)
+            out = self.infer_slices(flat, network)
+            outputs.append(out.reshape(b, n, -1, x, y).permute(0, 2, 3, 4, 1))
+        return torch.cat(outputs, dim=-1)
+
+
+def _check_volume(volume_hu: np.ndarray | torch.Tensor) -> None:
+    if volume_hu.ndim not in (2, 3):
+        raise InputError(
+            f"expected a 2D slice (X, Y) or a 3D volume (X, Y, Z) in HU, got shape {tuple(volume_hu.shape)}; "
+            "split 4D data (time or channels) into 3D volumes first"
+        )
+    if min(volume_hu.shape[:2]) < MIN_SIDE:
+        raise InputError(
+            f"slices of {volume_hu.shape[0]}x{volume_hu.shape[1]} px are too small: the network needs at least "
+            f"{MIN_SIDE}x{MIN_SIDE} px in-plane (is the slice axis last?)"
+        )
+
+
+def denoise_volume(
+    volume_hu: np.ndarray | torch.Tensor,
+    model: Callable[..., torch.Tensor],
+    *,
+    roi_size: Sequence[int] = (512, 512),
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    channels_last: bool = True,
+    keep_outside_window: bool = True,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Denoise a CT volume given in HU.
+
+    Args:
+        volume_hu: ``(X, Y, Z)`` volume (axial slices along the last axis) or one ``(X, Y)`` slice, in HU,
+            any real dtype (int16 stays int16 in memory: slices are converted as they are processed).
+        model: the network (``CLIPDenoiser`` or any module mapping ``(N, 1, X, Y)`` in [0, 1] to the same).
+        roi_size, overlap, sw_batch_size: 2D sliding-window parameters (see :class:`SliceSlidingWindowInferer`).
+        hu_window: ``(hu_min, hu_max)`` mapped to [0, 1] for the network (the paper: -1024, 3072).
+        device: where the network runs (default: the model's device, else CPU).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``.
+        keep_outside_window: voxels whose input lies outside ``hu_window`` (scanner padding such as -3024,
+            dense metal) keep their input value instead of the clipped network output.
+        progress: called as ``progress(slices_done, slices_total)``.
+
+    Returns:
+        float32 numpy array of the input's shape, in HU.
+    """
+    _check_volume(volume_hu)
+    hu_min, hu_max = window_from(hu_window)
+    if device is None:
+        params = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+        device = params.device if params is not None else torch.device("cpu")
+    device = torch.device(device)
+    inferer = SliceSlidingWindowInferer(
+        roi_size, overlap, sw_batch_size, precision=resolve_precision(precision, device), channels_last=channels_last
+    )
+    squeeze = volume_hu.ndim == 2
+    vol = volume_hu[..., None] if squeeze else volume_hu
+    total = vol.shape[-1]
+    out = np.empty(vol.shape, dtype=np.float32)
+    for k0 in range(0, total, inferer.sw_batch_size):
+        k1 = min(k0 + inferer.sw_batch_size, total)
+        chunk = torch.as_tensor(np.asarray(vol[..., k0:k1]) if not isinstance(vol, torch.Tensor) else vol[..., k0:k1])
+        hu = chunk.to(device=device, dtype=torch.float32).permute(2, 0, 1)[:, None]  # (n, 1, X, Y)
+        if not torch.isfinite(hu).all():
+            raise InputError(f"the volume has NaN or infinite values in slices {k0}-{k1 - 1}; fix or mask them first")
+        pred = unit_to_hu(inferer.infer_slices(hu_to_unit(hu, hu_min, hu_max), model), hu_min, hu_max)
+        if keep_outside_window:
+            pred = torch.where((hu < hu_min) | (hu > hu_max), hu, pred)
+        out[..., k0:k1] = pred[:, 0].permute(1, 2, 0).cpu().numpy()
+        if progress is not None:
+            progress(k1, total)
+    return out[..., 0] if squeeze else out

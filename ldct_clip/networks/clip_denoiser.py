@@ -1,0 +1,164 @@
+"""CLIPDenoiser: frozen CLIP ResNet features + learnable UNet-style decoder (Cheng, Liang, Tan, CVPR 2024)."""
+
+from collections.abc import Iterator, Sequence
+
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .decoder import build_up_path
+from .encoder import CLIPResNetEncoder, resnet_config
+
+__all__ = ["CLIPDenoiser"]
+
+
+class CLIPDenoiser(nn.Module):
+    """Denoise an image with dense features of a frozen CLIP ResNet.
+
+    Args:
+        in_channels: 1 (CT; a learnable 1x1 conv maps the image to 3 channels) or 3 (RGB).
+        out_channels: output channels, usually ``in_channels``.
+        encoder: open_clip ResNet name (``"RN50"``, ``"RN101"``, ``"RN50x4"``, ...). Ignored when
+            ``layers`` and ``width`` are given (small test models).
+        layers: ResNet blocks per stage, four values.
+        width: ResNet stem width.
+        encoder_weights: ``None`` (random init), an open_clip pretrained tag such as ``"openai"``, or a
+            local file (OpenAI TorchScript ``RN50.pt`` or a state dict with ``visual.`` keys); resolved by
+            :func:`ldct_clip.weights.load_encoder_weights`.
+        bias: conv biases in the decoder and the adapter (``False`` for the released CT models).
+        aug_level: progressive feature augmentation; in training mode encoder feature ``i = 1..4`` is
+            multiplied by ``1 + N(0, (i * aug_level)^2)``. 0 disables it.
+        encoder_bn: ``"train"`` (as the reference: the frozen encoder's BatchNorm uses batch statistics and
+            updates its running statistics in training mode) or ``"frozen"`` (always eval mode).
+        fp32_head: under autocast, run the precision-critical parts (the 1 -> 3 adapter that feeds the image
+            skip, the full-resolution decoder block and the last conv) in float32.
+
+    Input ``(B, in_channels, H, W)`` float in [0, 1], any H and W (reflect-padded to a multiple of 32
+    and cropped back). Output ``(B, out_channels, H, W)`` in the same units.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        encoder: str = "RN50",
+        layers: Optional[Sequence[int]] = None,
+        width: Optional[int] = None,
+        encoder_weights: Optional[str] = None,
+        bias: bool = False,
+        aug_level: float = 0.0,
+        encoder_bn: str = "train",
+        fp32_head: bool = True,
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (CT) or 3 (RGB), got {in_channels}")
+        if encoder_bn not in ("train", "frozen"):
+            raise ValueError(f"encoder_bn must be 'train' or 'frozen', got {encoder_bn!r}")
+        if (layers is None) != (width is None):
+            raise ValueError("give both `layers` and `width`, or neither (then `encoder` names the ResNet)")
+        if layers is None:
+            layers, width = resnet_config(encoder)
+            self.encoder_name = encoder
+        else:
+            self.encoder_name = "custom"
+        self.in_channels = in_channels
+        self.pad_multiple = 32  # the trunk's total stride is 16; the reference pads to 32
+        self.out_channels = out_channels
+        self.aug_level = float(aug_level)
+        self.encoder_bn = encoder_bn
+        self.fp32_head = fp32_head
+
+        self.first = nn.Conv2d(1, 3, 1, bias=bias) if in_channels == 1 else None
+        self.encoder = CLIPResNetEncoder(layers, int(width))  # type: ignore[arg-type]
+        # decoder modules sit at the top level (`up_path.*`, `last.*`): the authors' checkpoint layout
+        self.up_path = build_up_path(self.encoder.feature_channels, image_channels=3, bias=bias)
+        self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
+
+        if encoder_weights is not None:
+            from ..weights import load_encoder_weights
+
+            load_encoder_weights(self.encoder, encoder_weights, model_name=self.encoder_name)
+        self.freeze_encoder()
+
+    # -- training helpers -------------------------------------------------------------------------------
+
+    def freeze_encoder(self) -> None:
+        """Stop gradients into the CLIP encoder (BatchNorm statistics follow ``encoder_bn``)."""
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters an optimizer should see: the adapter and the decoder, never the encoder."""
+        return (p for n, p in self.named_parameters() if not n.startswith("encoder.") and p.requires_grad)
+
+    def train(self, mode: bool = True) -> "CLIPDenoiser":
+        super().train(mode)
+        if self.encoder_bn == "frozen":
+            self.encoder.eval()
+        return self
+
+    # -- forward ------------------------------------------------------------------------------------------
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        m = self.pad_multiple
+        ph = (m - h % m) % m
+        pw = (m - w % m) % m
+        if ph == 0 and pw == 0:
+            return x
+        # reflect needs the pad to be smaller than the side; tiny images fall back to edge replication
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+    def _augment(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+        out: List[torch.Tensor] = []
+        for i, f in enumerate(features):
+            sigma = (i + 1) * self.aug_level
+            out.append(f * (1.0 + sigma * torch.randn_like(f)))
+        return out
+
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.first
+        return x if first is None else first(x)
+
+    # Precision-critical parts under autocast. TorchScript (ckpt_export) never takes these paths.
+    @torch.jit.unused
+    def _adapt_fp32(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._adapt(x.float())
+
+    @torch.jit.unused
+    def _head_fp32(self, y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return self._head(y.float(), image.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        x = self._pad(x)
+        keep_fp32 = False
+        if not torch.jit.is_scripting():
+            keep_fp32 = self.fp32_head and torch.is_autocast_enabled(x.device.type)
+        image = self._adapt_fp32(x) if keep_fp32 else self._adapt(x)
+        features = self.encoder(image)
+        if self.training and self.aug_level > 0:
+            features = self._augment(features)
+        y = self._decode(features)
+        y = self._head_fp32(y, image) if keep_fp32 else self._head(y, image)
+        return y[..., :h, :w]
+
+    def _decode(self, features: List[torch.Tensor]) -> torch.Tensor:
+        """Blocks 0-3: ``[stem, f1, f2, f3]`` -> ``(B, w, H/2, W/2)``."""
+        x = features[3]
+        for i, block in enumerate(self.up_path):
+            if i == 0:
+                x = block(x, None)
+            elif i < 4:
+                x = block(x, features[3 - i])
+        return x
+
+    def _head(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The full-resolution block 4 with the image skip, then the last conv."""
+        return self.last(self.up_path[4](x, image))

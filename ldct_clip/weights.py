@@ -1,0 +1,220 @@
+"""Where weights come from: open_clip pretrained tags, local files, and checksummed URLs.
+
+Every weight file this project reads is loaded without executing pickled code: safetensors, or
+``torch.load(weights_only=True)``, or (OpenAI's TorchScript ``RN50.pt`` only) ``torch.jit.load``, which
+deserialises TorchScript without running Python pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import WeightsError
+
+__all__ = [
+    "DecoderWeights",
+    "PRETRAINED_DECODERS",
+    "cache_dir",
+    "download",
+    "fetch_encoder_weights",
+    "load_encoder_weights",
+    "read_state_dict",
+    "sha256sum",
+]
+
+# Encoder keys that the denoiser never uses (CLIP's layer4 and attention pool).
+UNUSED_ENCODER_PREFIXES = ("layer4.", "attnpool.")
+
+
+@dataclass(frozen=True)
+class DecoderWeights:
+    """A released denoiser checkpoint: where to fetch it and how to check it."""
+
+    url: str
+    sha256: str
+    filename: str
+    description: str = ""
+
+
+# The authors publish their checkpoints on a file host without stable direct links; register mirrors here
+# (or pass `--url/--sha256` to `ldct-clip weights`) once a URL and its SHA-256 are known.
+PRETRAINED_DECODERS: dict[str, DecoderWeights] = {}
+
+
+def cache_dir() -> Path:
+    """The weight cache: ``$LDCT_CLIP_CACHE`` or ``~/.cache/ldct-clip``."""
+    return Path(os.environ.get("LDCT_CLIP_CACHE", Path.home() / ".cache" / "ldct-clip")).expanduser()
+
+
+def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and verifying the SHA-256.
+
+    A file already at ``dest`` with the right checksum is kept. A checksum mismatch removes the partial file
+    and raises :class:`WeightsError`; ``dest`` only ever holds a complete, verified file.
+    """
+    dest = Path(dest)
+    if dest.exists() and (sha256 is None or sha256sum(dest) == sha256.lower()):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = offset > 0 and response.status == 206
+            if not resumed:
+                offset = 0  # the server ignored the range: start over
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else None
+            with open(part, "ab" if resumed else "wb") as out:
+                done = offset
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
+    except (urllib.error.URLError, OSError) as e:
+        raise WeightsError(
+            f"could not download {url}: {e}. The partial file {part} is kept; run the command again to resume."
+        ) from e
+    if sha256 is not None and (actual := sha256sum(part)) != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise WeightsError(
+            f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {actual}. The download was removed; "
+            "check the URL and checksum, then try again."
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor] | dict:
+    """Read a weight file without running pickled code.
+
+    Handles ``.safetensors``, ``torch.save`` zip/legacy files (``weights_only=True``) and TorchScript archives
+    (OpenAI's CLIP release). Raises :class:`WeightsError` with the reason for anything else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # safetensors raises its own error types
+            raise WeightsError(f"{path} is not a readable safetensors file ({e})") from e
+    if _is_torchscript(path):
+        try:
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except Exception as e:
+            raise WeightsError(f"{path} is a TorchScript archive that could not be read ({e})") from e
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        raise WeightsError(
+            f"{path} is not a readable PyTorch weight file ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "It may be truncated or not a checkpoint at all; download it again."
+        ) from e
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _trunk_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Pick the visual trunk out of a CLIP state dict (``visual.*``), an encoder dict, or a bare trunk."""
+    for prefix in ("visual.", "encoder.", "module.visual.", ""):
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if "conv1.weight" in picked:
+            return {k: v for k, v in picked.items() if not k.startswith(UNUSED_ENCODER_PREFIXES)}
+    raise WeightsError("the file holds no CLIP ResNet visual weights (no `visual.conv1.weight` key)")
+
+
+def fetch_encoder_weights(model_name: str, tag: str) -> Path:
+    """Resolve an open_clip pretrained tag (e.g. ``RN50``/``openai``) to a local file, downloading if allowed.
+
+    Goes through open_clip and the Hugging Face cache, so ``HF_HUB_OFFLINE=1`` and ``HF_HOME`` apply.
+    """
+    from open_clip import pretrained
+
+    cfg = pretrained.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        tags = pretrained.list_pretrained_tags_by_model(model_name)
+        raise WeightsError(f"open_clip has no pretrained weights {model_name!r}/{tag!r}; known tags: {tags}")
+    try:
+        path = pretrained.download_pretrained(cfg)
+    except Exception as e:  # offline, hub unreachable, or an incomplete cache
+        raise WeightsError(
+            f"CLIP weights {model_name}/{tag} are not in the local cache and could not be downloaded ({e}). "
+            f"On a machine with network access run `ldct-clip weights --encoder {model_name} --tag {tag}` "
+            "(set HF_HOME to share the cache), or download OpenAI's "
+            f"{model_name}.pt and pass its path as encoder_weights."
+        ) from e
+    if not path:
+        raise WeightsError(f"open_clip returned no file for {model_name}/{tag}")
+    return Path(path)
+
+
+def load_encoder_weights(encoder: nn.Module, source: str | os.PathLike, model_name: str = "RN50") -> None:
+    """Load CLIP weights into a :class:`~ldct_clip.networks.CLIPResNetEncoder`.
+
+    Args:
+        encoder: the trunk to fill in place.
+        source: a local file (TorchScript ``RN50.pt``, open_clip ``.bin``/``.safetensors``, or a state dict
+            with ``visual.`` keys) or an open_clip pretrained tag such as ``"openai"``.
+        model_name: the open_clip model name, used to resolve a tag.
+
+    Raises :class:`WeightsError` when the weights cannot be found or do not fit; never leaves a silently
+    random encoder.
+    """
+    path = Path(os.fspath(source)).expanduser()
+    if not path.exists():
+        if model_name == "custom" or os.sep in str(source) or str(source).endswith((".pt", ".pth", ".bin", ".safetensors")):
+            raise WeightsError(f"encoder weights {source} not found: give an existing file or an open_clip tag")
+        path = fetch_encoder_weights(model_name, str(source))
+    state = read_state_dict(path)
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    trunk = _trunk_state_dict(state)
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(trunk))
+    unexpected = sorted(set(trunk) - set(own))
+    wrong = sorted(k for k in set(own) & set(trunk) if tuple(own[k].shape) != tuple(trunk[k].shape))
+    if missing or unexpected or wrong:
+        raise WeightsError(
+            f"encoder weights {path} do not fit the {model_name} trunk: "
+            f"missing {missing[:8]}, unexpected {unexpected[:8]}, wrong shapes {wrong[:8]}"
+        )
+    encoder.load_state_dict(trunk)
+

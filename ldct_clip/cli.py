@@ -64,6 +64,33 @@ def _progress_printer(label: str) -> Callable[[int, int | None], None]:
     return show
 
 
+# -- denoise ----------------------------------------------------------------------------------------------
+
+
+@command
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from .networks import CLIPDenoiser
+    from .pipeline import CTDenoisingWorkflow
+
+    # with a checkpoint the network is shaped after it; without one it is an untrained RN50 model (demo only)
+    network = None if args.checkpoint else CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder)
+    workflow = CTDenoisingWorkflow(
+        args.input, args.output, network, ckpt_path=args.checkpoint, allow_untrained=args.allow_untrained,
+        device=args.device or ("cuda" if _cuda() else "cpu"), precision=args.precision,
+        channels_last=not args.no_channels_last, compile=args.compile, roi_size=args.roi_size, overlap=args.overlap,
+        sw_batch_size=args.sw_batch_size, hu_min=args.hu_min, hu_max=args.hu_max, write_dicom=not args.no_dicom,
+        write_png=not args.no_png, progress=not args.quiet,
+    )
+    results = workflow.run()
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 # -- parser -----------------------------------------------------------------------------------------------
 
 
@@ -80,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sha256", help="SHA-256 of the file at --url")
     w.add_argument("--name", help="file name in the cache (default: from the URL)")
     w.add_argument("--cache", help="cache folder (default $LDCT_CLIP_CACHE or ~/.cache/ldct-clip)")
+    d = sub.add_parser("denoise", help="denoise CT cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
+    d.add_argument("input", help="a case or a folder of cases")
+    d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
+    d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
+    d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
+    d.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
+    d.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    d.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    d.add_argument("--no-channels-last", action="store_true")
+    d.add_argument("--compile", action="store_true", help="torch.compile the network")
+    d.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
+    d.add_argument("--overlap", type=float, default=0.25)
+    d.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
+    d.add_argument("--hu-min", type=float, default=-1024.0)
+    d.add_argument("--hu-max", type=float, default=3072.0)
+    d.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
+    d.add_argument("--no-png", action="store_true", help="do not write PNG previews")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
 

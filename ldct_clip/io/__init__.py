@@ -1,1 +1,24 @@
-"""Reading CT cases to HU and writing results back (NIfTI, derived DICOM series)."""
+"""Reading CT cases to HU and writing results back (NIfTI, derived DICOM series).
+
+Floor 1 of the package: nothing here knows about networks or tensors.  Arrays are (X, Y, Z) =
+(columns, rows, slices) float32 HU with a 4x4 voxel -> RAS+ mm affine, as MONAI's ``LoadImage`` gives them.
+"""
+
+from ldct_clip.io.cases import Case, find_cases, sanitize_name
+from ldct_clip.io.readers import read_case, read_path
+from ldct_clip.io.volume import CTVolume, is_multiframe_headers
+from ldct_clip.io.writers import check_output_path, hu_to_int16, write_derived_series, write_nifti
+
+__all__ = [
+    "CTVolume",
+    "Case",
+    "check_output_path",
+    "find_cases",
+    "hu_to_int16",
+    "is_multiframe_headers",
+    "read_case",
+    "read_path",
+    "sanitize_name",
+    "write_derived_series",
+    "write_nifti",
+]

@@ -1,0 +1,140 @@
+"""The MONAI bundle through `python -m monai.bundle` in subprocesses: metadata, net in/out, export, run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ldct_clip import bundle_root
+
+BUNDLE = Path(bundle_root())
+CONFIGS = BUNDLE / "configs"
+TINY_OVERRIDES = ["--network_def#layers", "[1,1,1,1]", "--network_def#width", "8"]
+
+
+def monai_bundle(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+
+
+def run_inference(dataset_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return monai_bundle(
+        "run", "--config_file", str(CONFIGS / "inference.json"), "--meta_file", str(CONFIGS / "metadata.json"),
+        "--logging_file", str(CONFIGS / "logging.conf"), "--dataset_dir", str(dataset_dir),
+        "--output_dir", str(output_dir), *extra,
+    )
+
+
+def test_verify_metadata_offline(tmp_path):
+    r = monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
+                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "metadata is verified with no error" in r.stdout + r.stderr
+
+
+def test_verify_metadata_catches_a_broken_file(tmp_path):
+    import json
+
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    del meta["network_data_format"]["outputs"]
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    r = monai_bundle("verify_metadata", "--meta_file", str(tmp_path / "metadata.json"),
+                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+    assert r.returncode != 0
+
+
+def test_verify_net_in_out():
+    r = monai_bundle("verify_net_in_out", "network_def", "--meta_file", str(CONFIGS / "metadata.json"),
+                     "--config_file", str(CONFIGS / "inference.json"), "--n", "2", "--device", "cpu", *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "data shape of network is verified with no error" in r.stdout + r.stderr
+
+
+def test_ckpt_export_torchscript(tmp_path, tiny_checkpoint):
+    ts = tmp_path / "model.ts"
+    r = monai_bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(tiny_checkpoint),
+                     "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json"),
+                     *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    scripted = torch.jit.load(str(ts))
+    from ldct_clip.checkpoints import load_checkpoint
+
+    x = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), load_checkpoint(tiny_checkpoint).eval()(x), atol=1e-6)
+
+
+def _nifti_case(folder: Path, name: str = "case.nii.gz", shape=(64, 72, 5)) -> tuple[Path, np.ndarray, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    hu = np.round(rng.normal(40.0, 25.0, shape)).astype(np.int16)
+    affine = np.array([[-0.7, 0, 0, 120.0], [0, -0.7, 0, 95.0], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+    path = folder / name
+    nib.save(nib.Nifti1Image(hu, affine), path)
+    return path, hu, affine
+
+
+def test_bundle_run_nifti(tmp_path, tiny_checkpoint):
+    src, hu, affine = _nifti_case(tmp_path / "in")
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    r = run_inference(tmp_path / "in", out, "--ckpt_path", str(tiny_checkpoint), *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    img = nib.load(out / "case.nii.gz")
+    assert img.shape == hu.shape and img.get_data_dtype() == np.int16
+    np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+    assert (out / "case.png").stat().st_size > 0
+    assert "slices/s" in r.stdout + r.stderr
+    assert src.read_bytes() == before
+
+
+def test_bundle_refuses_to_run_without_weights(tmp_path):
+    _nifti_case(tmp_path / "in")
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--ckpt_path", str(tmp_path / "none.pt"), *TINY_OVERRIDES)
+    assert r.returncode == 2
+    assert "no checkpoint at" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    assert not (tmp_path / "out" / "case.nii.gz").exists()
+
+
+def test_bundle_untrained_run_says_so(tmp_path):
+    _nifti_case(tmp_path / "in")
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--allow_untrained", "true", *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "UNTRAINED weights" in r.stdout + r.stderr
+
+
+def test_bundle_empty_folder(tmp_path, tiny_checkpoint):
+    (tmp_path / "in").mkdir()
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--ckpt_path", str(tiny_checkpoint), *TINY_OVERRIDES)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_bundle_identity_network_returns_input_hu(tmp_path):
+    # the whole bundle path (read, window, infer, inverse, write) with an identity network is lossless
+    src, hu, _ = _nifti_case(tmp_path / "in", shape=(48, 40, 3))
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--network_def", "$torch.nn.Identity()",
+                      "--allow_untrained", "true", "--write_png", "false")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = np.asarray(nib.load(tmp_path / "out" / "case.nii.gz").dataobj)
+    np.testing.assert_array_equal(out, hu)
+
+
+@pytest.mark.parametrize("config", ["inference.json"])
+def test_config_has_the_keys_tools_rely_on(config):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(CONFIGS / config)
+    for key in ("bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer",
+                "preprocessing", "postprocessing", "handlers", "output_dir"):
+        assert key in parser, key

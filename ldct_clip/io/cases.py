@@ -37,11 +37,14 @@ class Case:
         kind: ``"dicom"``, ``"nifti"`` or ``"image"``.
         paths: the files making up the case, sorted by path.  A DICOM series has one path per slice
             (in no geometric order: the reader sorts by position); other kinds have exactly one.
+        error: set when discovery already knows the case cannot be read (a corrupt file in its folder);
+            :func:`~ldct_clip.io.readers.read_case` raises it, so one bad case does not stop the others.
     """
 
     name: str
     kind: str
     paths: list[Path] = field(default_factory=list)
+    error: str | None = None
 
     def __post_init__(self) -> None:
         self.paths = [Path(p) for p in self.paths]
@@ -134,6 +137,11 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
         # Every DICOM object has a SOP Class UID; without it the header was cut short or is garbage.
         raise InputError(
             f"{path}: DICOM header is incomplete (no SOPClassUID). The file is corrupt or truncated: "
+            "re-export it or remove it from the folder."
+        )
+    if magic and rows is None and "Image Storage" in getattr(ds.SOPClassUID, "name", ""):
+        raise InputError(
+            f"{path}: DICOM image header is cut short (no Rows). The file is corrupt or truncated: "
             "re-export it or remove it from the folder."
         )
     if sop_class == _MEDIA_STORAGE_DIRECTORY or rows is None:
@@ -234,13 +242,18 @@ def find_cases(root: Path | str) -> list[Case]:
     image_cases: list[tuple[Path, str, str]] = []  # (first path, base name, kind) before de-duplication
     paths_of: dict[Path, list[Path]] = {}
     series: dict[str, list[_DicomInfo]] = defaultdict(list)
+    broken: dict[Path, list[str]] = defaultdict(list)  # folder -> messages of its corrupt DICOM files
     for path in files:
         kind = _image_kind(path)
         if kind is not None:
             image_cases.append((path, sanitize_name(_strip_suffix(path)), kind))
             paths_of[path] = [path]
             continue
-        info = _read_dicom_info(path)
+        try:
+            info = _read_dicom_info(path)
+        except InputError as exc:
+            broken[path.parent].append(str(exc))
+            continue
         if info is None:
             continue
         if info.frames > 1:
@@ -249,6 +262,7 @@ def find_cases(root: Path | str) -> list[Case]:
         else:
             series[info.series_uid].append(info)
 
+    errors: dict[Path, str] = {}
     # Several series sharing a folder get the series number and description in their names.
     series_per_folder: dict[Path, int] = defaultdict(int)
     folder_of: dict[str, Path] = {}
@@ -262,6 +276,16 @@ def find_cases(root: Path | str) -> list[Case]:
         paths = sorted(i.path for i in infos)
         image_cases.append((paths[0], name, "dicom"))
         paths_of[paths[0]] = paths
+        # A corrupt file beside a series may be one of its slices: denoising the rest would silently
+        # drop a slice, so the series fails with the corrupt file's message instead.
+        problems = [m for d in {p.parent for p in paths} for m in broken.pop(d, [])]
+        if problems:
+            errors[paths[0]] = " ".join(problems)
+    for folder, problems in broken.items():
+        first = Path(problems[0].split(":")[0])
+        image_cases.append((first, _folder_label(folder), "dicom"))
+        paths_of[first] = [first]
+        errors[first] = " ".join(problems)
 
     if not image_cases:
         raise InputError(
@@ -270,4 +294,7 @@ def find_cases(root: Path | str) -> list[Case]:
         )
     image_cases.sort(key=lambda c: str(c[0]))
     names = _make_unique([c[1] for c in image_cases])
-    return [Case(name, kind, paths_of[first]) for name, (first, _, kind) in zip(names, image_cases, strict=True)]
+    return [
+        Case(name, kind, paths_of[first], errors.get(first))
+        for name, (first, _, kind) in zip(names, image_cases, strict=True)
+    ]

@@ -523,6 +523,8 @@ def read_case(case: Case) -> CTVolume:
         InputError: unreadable/corrupt files, non-CT modality, missing codec, inconsistent or duplicate
             slices, 4D images, NaN/inf voxels.
     """
+    if case.error:
+        raise InputError(case.error)
     for path in case.paths:
         if not path.is_file():
             raise InputError(

@@ -66,9 +66,14 @@ class SliceSlidingWindowInferer(Inferer):
         if self.channels_last:
             slices = slices.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast(slices.device, self.precision):
-            out = sliding_window_inference(
-                slices, roi, self.sw_batch_size, network, overlap=self.overlap, mode=self.mode, progress=False
-            )
+            if roi == tuple(slices.shape[-2:]) and slices.shape[0] <= self.sw_batch_size:
+                # one window per slice: blending weights are all equal, so skip the window bookkeeping
+                # (and its full-size output and count buffers)
+                out = network(slices)
+            else:
+                out = sliding_window_inference(
+                    slices, roi, self.sw_batch_size, network, overlap=self.overlap, mode=self.mode, progress=False
+                )
         return out.float().contiguous()
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:

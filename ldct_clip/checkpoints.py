@@ -103,7 +103,7 @@ def load_checkpoint(
         path: the authors' ``.pth`` (``{'params': ...}``) or this project's ``.pt`` state dict.
         map_location: device for the weights.
         param_key: which weights of a basicsr file to use (``"params"`` or ``"params_ema"``).
-        overrides: extra ``CLIPDenoiser`` arguments (``aug_level``, ``encoder_bn``, ``fp32_head``).
+        overrides: extra ``CLIPDenoiser`` arguments (``aug_level``, ``encoder_bn``, ``head_precision``).
 
     Raises :class:`WeightsError` naming the keys when the file does not fit.
     """

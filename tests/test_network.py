@@ -117,8 +117,9 @@ def test_torchscript_matches_eager():
         assert torch.allclose(scripted(x), model(x), atol=1e-6)
 
 
-def test_bf16_keeps_head_in_fp32():
-    model = tiny_model().eval()
+@pytest.mark.parametrize("head_precision", ["split", "fp32"])
+def test_bf16_keeps_output_in_fp32(head_precision):
+    model = tiny_model(head_precision=head_precision).eval()
     x = torch.rand(1, 1, 64, 64)
     seen = {}
 
@@ -129,7 +130,7 @@ def test_bf16_keeps_head_in_fp32():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(x)
     assert seen["dtype"] == torch.float32
-    model.fp32_head = False
+    model.head_precision = "autocast"
     seen.clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(x)
@@ -143,3 +144,30 @@ def test_bad_arguments():
         CLIPDenoiser(layers=[1, 1, 1, 1], width=8, encoder_bn="eval")
     with pytest.raises(Exception, match="not an open_clip ResNet"):
         CLIPDenoiser(encoder="ViT-B-32")
+
+
+def test_split_head_is_the_same_function():
+    # in fp32 the split evaluation of the last block equals the plain one
+    model = tiny_model().eval()
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        image = model._adapt(x)
+        y = model._decode(model.encoder(image))
+        assert torch.allclose(model._head_split(y, image), model._head(y, image), atol=1e-6)
+
+
+def test_bf16_fidelity_ordering():
+    # error against fp32: autocast everywhere > split head >= fp32 head (on an output that is image-like)
+    model = tiny_model(seed=4).eval()
+    torch.nn.init.zeros_(model.last.weight)
+    with torch.no_grad():
+        model.last.weight[0, :, 1, 1] = 1.0 / model.last.weight.shape[1]
+    x = torch.rand(1, 1, 64, 64) * 0.5 + 0.25
+    with torch.no_grad():
+        ref = model(x)
+        errors = {}
+        for mode in ("autocast", "split", "fp32"):
+            model.head_precision = mode
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                errors[mode] = (model(x).float() - ref).abs().mean().item()
+    assert errors["autocast"] > errors["split"] >= errors["fp32"] * 0.5

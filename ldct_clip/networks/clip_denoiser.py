@@ -32,8 +32,13 @@ class CLIPDenoiser(nn.Module):
             multiplied by ``1 + N(0, (i * aug_level)^2)``. 0 disables it.
         encoder_bn: ``"train"`` (as the reference: the frozen encoder's BatchNorm uses batch statistics and
             updates its running statistics in training mode) or ``"frozen"`` (always eval mode).
-        fp32_head: under autocast, run the precision-critical parts (the 1 -> 3 adapter that feeds the image
-            skip, the full-resolution decoder block and the last conv) in float32.
+        head_precision: what runs in float32 under autocast (bf16/fp16). The output is a full-range image, so
+            rounding it, or the image skip that carries it, to 8 mantissa bits costs several HU:
+            ``"split"`` (default) runs the 64-channel half of the first full-resolution conv in the autocast
+            dtype and keeps the 1 -> 3 adapter, the image-skip half of that conv, the second full-resolution
+            conv and the last conv in float32 (rounding the second conv's output to bf16 costs ~10 HU);
+            ``"fp32"`` keeps the whole full-resolution block in float32; ``"autocast"`` leaves everything to
+            autocast (fastest, several HU of error).
 
     Input ``(B, in_channels, H, W)`` float in [0, 1], any H and W (reflect-padded to a multiple of 32
     and cropped back). Output ``(B, out_channels, H, W)`` in the same units.
@@ -50,11 +55,13 @@ class CLIPDenoiser(nn.Module):
         bias: bool = False,
         aug_level: float = 0.0,
         encoder_bn: str = "train",
-        fp32_head: bool = True,
+        head_precision: str = "split",
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (CT) or 3 (RGB), got {in_channels}")
+        if head_precision not in ("split", "fp32", "autocast"):
+            raise ValueError(f"head_precision must be 'split', 'fp32' or 'autocast', got {head_precision!r}")
         if encoder_bn not in ("train", "frozen"):
             raise ValueError(f"encoder_bn must be 'train' or 'frozen', got {encoder_bn!r}")
         if (layers is None) != (width is None):
@@ -69,7 +76,7 @@ class CLIPDenoiser(nn.Module):
         self.out_channels = out_channels
         self.aug_level = float(aug_level)
         self.encoder_bn = encoder_bn
-        self.fp32_head = fp32_head
+        self.head_precision = head_precision
 
         self.first = nn.Conv2d(1, 3, 1, bias=bias) if in_channels == 1 else None
         self.encoder = CLIPResNetEncoder(layers, int(width))  # type: ignore[arg-type]
@@ -135,18 +142,36 @@ class CLIPDenoiser(nn.Module):
         with torch.autocast(device_type=y.device.type, enabled=False):
             return self._head(y.float(), image.float())
 
+    @torch.jit.unused
+    def _head_split(self, y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Block 4 + last conv with the first conv split by input: ``conv(cat(u, image))`` is
+        ``conv_u(u) + conv_image(image)``; the 64-channel ``conv_u`` runs in the autocast dtype, everything that
+        carries the full-range image (the image part, the sum, the second conv, the last conv) in float32.
+        """
+        block = self.up_path[4].conv_block.block
+        conv0, act0, conv1, act1 = block[0], block[1], block[2], block[3]
+        u = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=True)
+        c = u.shape[1]
+        h = F.conv2d(u, conv0.weight[:, :c], None, padding=1)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            h = h.float() + F.conv2d(image.float(), conv0.weight[:, c:].float(), conv0.bias, padding=1)
+            return self.last(act1(conv1(act0(h))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         x = self._pad(x)
-        keep_fp32 = False
+        mixed = False
         if not torch.jit.is_scripting():
-            keep_fp32 = self.fp32_head and torch.is_autocast_enabled(x.device.type)
-        image = self._adapt_fp32(x) if keep_fp32 else self._adapt(x)
+            mixed = self.head_precision != "autocast" and torch.is_autocast_enabled(x.device.type)
+        image = self._adapt_fp32(x) if mixed else self._adapt(x)
         features = self.encoder(image)
         if self.training and self.aug_level > 0:
             features = self._augment(features)
         y = self._decode(features)
-        y = self._head_fp32(y, image) if keep_fp32 else self._head(y, image)
+        if mixed:
+            y = self._head_split(y, image) if self.head_precision == "split" else self._head_fp32(y, image)
+        else:
+            y = self._head(y, image)
         return y[..., :h, :w]
 
     def _decode(self, features: List[torch.Tensor]) -> torch.Tensor:

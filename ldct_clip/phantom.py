@@ -7,8 +7,10 @@ cancellous bone, posterior elements, spinal canal) alternating with intervertebr
 and bowel loops with gas pockets.  Structures change smoothly from slice to slice and carry a mild smooth
 texture.  Edges are anti-aliased (partial-volume pixels), which also keeps projections free of aliasing.
 
-Axes (MONAI, RAS+): the volume is ``(X, Y, Z)`` in HU with axial slices ``vol[:, :, k]``; +x points to the
-patient's right (where the liver is), +y anterior, +z superior.
+Axes: the volume is ``(X, Y, Z)`` in HU with axial slices ``vol[:, :, k]``. The anatomy is drawn in
+patient coordinates (+x the patient's right, where the liver is; +y anterior; +z superior), sampled so that
+array index i runs to the patient's left and j to posterior: the layout of a standard axial DICOM slice read
+as (columns, rows), whose RAS affine is ``diag(-dx, -dy, dz)``.
 """
 
 from __future__ import annotations
@@ -292,7 +294,10 @@ def make_phantom(
     ys = (np.arange(ny) - (ny - 1) / 2.0) * px
     grid = _Grid(xs, ys, px)
     zs = (np.arange(nz) - (nz - 1) / 2.0) * slice_thickness_mm
-    vol = np.stack([_slice(grid, float(z), anatomy) for z in zs], axis=2)
+    # drawn with +x right and +y anterior; flipped so that array index i runs to the patient's left and j to
+    # posterior, as a standard axial DICOM slice read as (columns, rows): viewers then show the liver on the
+    # left and the spine at the bottom
+    vol = np.ascontiguousarray(np.stack([_slice(grid, float(z), anatomy) for z in zs], axis=2)[::-1, ::-1])
     if texture_hu > 0:
         # Texture only in tissue: fade it out in air, gas and towards bone so those keep their values.
         weight = np.clip((vol + 200.0) / 100.0, 0.0, 1.0) * np.clip((400.0 - vol) / 100.0, 0.0, 1.0)

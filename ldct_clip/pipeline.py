@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoints import load_checkpoint, load_weights
-from .errors import LdctClipError, WeightsError
+from .errors import InputError, LdctClipError, WeightsError
 from .inference import denoise_volume
 from .io.cases import Case, find_cases
 from .io.readers import read_case
@@ -91,17 +91,17 @@ class CTDenoisingWorkflow:
         self.output_dir = Path(output_dir)
         self.network = network
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
-        self.allow_untrained = allow_untrained
+        self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.channels_last = channels_last
-        self.compile = compile
+        self.channels_last = as_flag(channels_last, "channels_last")
+        self.compile = as_flag(compile, "compile")
         self.roi_size = tuple(roi_size)
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.hu_window = (float(hu_min), float(hu_max))
-        self.write_dicom = write_dicom
-        self.write_png = write_png
+        self.write_dicom = as_flag(write_dicom, "write_dicom")
+        self.write_png = as_flag(write_png, "write_png")
         self.series_description_suffix = series_description_suffix
         self.progress = progress
 
@@ -214,6 +214,17 @@ class CTDenoisingWorkflow:
         log.info("done: %d of %d case(s) denoised%s", done, len(results),
                  "" if done == len(results) else f"; failed: {', '.join(r.name for r in results if not r.ok)}")
         return results
+
+
+def as_flag(value: bool | str, name: str) -> bool:
+    """A boolean option that may arrive as text from the command line (fire passes ``--x false`` as 'false')."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _remove(paths: Sequence[Path]) -> None:

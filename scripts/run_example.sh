@@ -12,5 +12,5 @@ python="$(bash "$root/scripts/env.sh" | tail -n 1)"
     --meta_file "$root/monai_bundle/configs/metadata.json" \
     --logging_file "$root/monai_bundle/configs/logging.conf" \
     --dataset_dir "$out/input" --output_dir "$out/denoised" \
-    --allow_untrained true
+    --allow_untrained True
 echo "outputs in $out/denoised (PNG: input, denoised, difference at a soft-tissue window)"

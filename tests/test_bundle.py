@@ -138,3 +138,11 @@ def test_config_has_the_keys_tools_rely_on(config):
     for key in ("bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer",
                 "preprocessing", "postprocessing", "handlers", "output_dir"):
         assert key in parser, key
+
+
+def test_false_from_the_command_line_means_false(tmp_path, tiny_checkpoint):
+    _nifti_case(tmp_path / "in")
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--ckpt_path", str(tiny_checkpoint), "--write_png", "false",
+                      *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "out" / "case.nii.gz").exists() and not (tmp_path / "out" / "case.png").exists()

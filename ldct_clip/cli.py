@@ -91,11 +91,168 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+# -- pacs -------------------------------------------------------------------------------------------------
+
+
+@command
+def cmd_pacs(args: argparse.Namespace) -> int:
+    import os
+
+    from .pacs import connect, denoise_series, list_series
+
+    password = args.password if args.password is not None else os.environ.get("LDCT_CLIP_PACS_PASSWORD")
+    auth = {"username": args.username, "password": password, "timeout": args.timeout}
+    if args.pacs_command == "list":
+        for s in list_series(connect(args.url, **auth), args.study, args.modality or None):
+            print(f"{s.study_uid}  {s.series_uid}  {s.modality:3s} {s.instances if s.instances is not None else '?':>5} "
+                  f"#{s.series_number if s.series_number is not None else '-'} {s.description}")
+        return 0
+
+    from .checkpoints import load_checkpoint
+    from .errors import WeightsError
+    from .precision import prepare_model
+    from .bundle import bundle_root
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else Path(bundle_root()) / "models" / "model.pt"
+    if not ckpt.is_file():
+        raise WeightsError(
+            f"no checkpoint at {ckpt}: give --checkpoint (trained weights); a PACS gets no random-weight series"
+        )
+    device = args.device or ("cuda" if _cuda() else "cpu")
+    model = prepare_model(load_checkpoint(ckpt), device, channels_last=not args.no_channels_last)
+    result = denoise_series(
+        args.url, args.series, model, study_uid=args.study, **auth, keep=args.keep,
+        series_description_suffix=args.suffix, series_number=args.series_number, store=not args.no_store,
+        denoise_kwargs={"roi_size": args.roi_size, "overlap": args.overlap, "sw_batch_size": args.sw_batch_size,
+                        "hu_window": (args.hu_min, args.hu_max), "precision": args.precision, "device": device},
+        progress=None if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True)),
+    )
+    print(f"study: {result.study_uid}")
+    print(f"source series: {result.source_series_uid}")
+    print(f"derived series: {result.derived_series_uid}")
+    print(f"stored instances: {result.instances}")
+    if result.kept is not None:
+        print(f"kept: {result.kept}")
+    return 0
+
+
+def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pacs", help="denoise a CT series in a PACS over DICOMweb and store the result back")
+    psub = p.add_subparsers(dest="pacs_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web")
+    common.add_argument("--study", help="StudyInstanceUID (optional: found from the series)")
+    common.add_argument("--username", help="HTTP basic auth user")
+    common.add_argument("--password", help="HTTP basic auth password (default $LDCT_CLIP_PACS_PASSWORD)")
+    common.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (default 60)")
+    lst = psub.add_parser("list", parents=[common], help="list the series on the server (study, series, modality)")
+    lst.add_argument("--modality", default="CT", help="only this modality (default CT; '' for all)")
+    d = psub.add_parser("denoise", parents=[common], help="pull a CT series, denoise it, STOW the derived series")
+    d.add_argument("--series", required=True, help="SeriesInstanceUID of the CT series")
+    d.add_argument("--checkpoint", help="trained weights (default: the bundle's models/model.pt)")
+    d.add_argument("--keep", help="keep source/ and denoised/ DICOM files in this folder")
+    d.add_argument("--no-store", action="store_true", help="do not upload (with --keep: look at the result first)")
+    d.add_argument("--suffix", default=" [ldct-clip]", help="appended to the SeriesDescription")
+    d.add_argument("--series-number", type=int, help="SeriesNumber of the new series (default source + 1000)")
+    d.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    d.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    d.add_argument("--no-channels-last", action="store_true")
+    d.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
+    d.add_argument("--overlap", type=float, default=0.25)
+    d.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
+    d.add_argument("--hu-min", type=float, default=-1024.0)
+    d.add_argument("--hu-max", type=float, default=3072.0)
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+# -- simulate / evaluate (research workflow) --------------------------------------------------------------
+
+
+@command
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .evaluation import simulate_case
+
+    # the library logs one line per case (slices, added noise SD, files written)
+    simulate_case(
+        args.input, args.output, dose_fraction=args.dose, geometry=args.geometry, incident_flux=args.flux,
+        electronic_noise_var=args.electronic_noise, noise_model=args.noise_model, num_views=args.views,
+        filter_name=args.filter, gaussian_sigma_255=args.gaussian, seed=args.seed, write_dicom=not args.no_dicom,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+@command
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import DEFAULT_WINDOWS, PairedEvaluationWorkflow
+    from .networks import CLIPDenoiser
+
+    # a checkpoint shapes the network; without one only an explicit --allow-untrained builds a random one
+    untrained = args.allow_untrained and not args.checkpoint
+    network = CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder) if untrained else None
+    PairedEvaluationWorkflow(
+        args.ldct, args.ndct, args.output, network, pairs_csv=args.pairs, ckpt_path=args.checkpoint,
+        allow_untrained=args.allow_untrained, device=args.device or ("cuda" if _cuda() else "cpu"),
+        precision=args.precision, roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+        hu_min=args.hu_min, hu_max=args.hu_max, protocols=args.protocols, classical=args.classical,
+        noise_roi=args.noise_roi, nps_size=args.nps_size, display_windows=args.window or DEFAULT_WINDOWS,
+        write_png=not args.no_png, write_volumes=args.write_volumes, progress=not args.quiet,
+    ).run()
+    return 0
+
+
+def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("simulate", help="simulate low-dose CT from normal-dose cases (NIfTI + derived DICOM series)")
+    s.add_argument("input", help="normal-dose case or folder of cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
+    s.add_argument("output", help="output folder: nifti/<case>.nii.gz and, for DICOM input, dicom/<case>/")
+    s.add_argument("--dose", type=float, default=0.25, help="dose fraction of the input's dose (default 0.25)")
+    s.add_argument("--geometry", choices=["parallel", "fan"], default="parallel")
+    s.add_argument("--flux", type=float, default=1e5, help="full-dose photons per detector bin and view (I0)")
+    s.add_argument("--electronic-noise", type=float, default=10.0, help="electronic noise variance (photons^2)")
+    s.add_argument("--noise-model", choices=["variance_matched", "poisson"], default="variance_matched",
+                   help="variance_matched: input is a real scan (default); poisson: input is noise-free")
+    s.add_argument("--views", type=int, help="projection views (default: 720 for 512 px)")
+    s.add_argument("--filter", default="ramp", choices=["ramp", "shepp-logan", "cosine", "hamming", "hann"])
+    s.add_argument("--seed", type=int, help="seed for reproducible noise")
+    s.add_argument("--gaussian", type=float, metavar="SIGMA_255",
+                   help="add the paper's i.i.d. Gaussian noise of SIGMA/255 on [-1024, 3072] HU instead")
+    s.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("evaluate", help="score the network and baselines on paired LDCT/NDCT cases (tables, figures)")
+    e.add_argument("output", help="output folder: per_slice.csv, per_case.csv, summary.csv/.md, figures/")
+    e.add_argument("--ldct", help="folder of low-dose cases (matched to --ndct by case name)")
+    e.add_argument("--ndct", help="folder of normal-dose reference cases")
+    e.add_argument("--pairs", help="CSV with columns ldct,ndct[,name] instead of --ldct/--ndct")
+    e.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
+    e.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
+    e.add_argument("--encoder", default="RN50", help="open_clip ResNet without a checkpoint (default RN50)")
+    e.add_argument("--protocols", nargs="+", default=["paper", "redcnn", "ldct-benchmark-chest",
+                                                      "ldct-benchmark-abdomen", "ldct-benchmark-head"],
+                   help="metric protocols (default: all)")
+    e.add_argument("--classical", nargs="*", default=["nlm"], help="baselines: nlm, bm3d (needs pip install bm3d)")
+    e.add_argument("--noise-roi", type=int, nargs=4, metavar=("X0", "X1", "Y0", "Y1"),
+                   help="noise SD region in pixels (default: most uniform water-like square of the reference)")
+    e.add_argument("--nps-size", type=int, help="side of the NPS region in pixels (default min(64, half slice))")
+    e.add_argument("--window", type=float, nargs=2, action="append", metavar=("CENTER", "WIDTH"),
+                   help="display window of the figures, repeatable (default 40 400 and -600 1500)")
+    e.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    e.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
+    e.add_argument("--overlap", type=float, default=0.25)
+    e.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
+    e.add_argument("--hu-min", type=float, default=-1024.0)
+    e.add_argument("--hu-max", type=float, default=3072.0)
+    e.add_argument("--no-png", action="store_true", help="no figures")
+    e.add_argument("--write-volumes", action="store_true", help="also write each method's output as NIfTI")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 # -- parser -----------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ldct-clip", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ldct-clip", description="Low-dose CT denoising with transferred CLIP features.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -125,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
     d.add_argument("--no-png", action="store_true", help="do not write PNG previews")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_pacs_parser(sub)
+    _add_research_parsers(sub)
     return parser
 
 

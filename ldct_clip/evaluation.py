@@ -45,7 +45,7 @@ from .metrics import (
     radial_nps,
 )
 from .simulation import add_gaussian_noise, simulate_low_dose
-from .visualize import save_panels
+from .visualize import save_line_plot, save_panels
 
 __all__ = [
     "CLASSICAL_DENOISERS",
@@ -61,7 +61,6 @@ __all__ = [
     "estimate_noise_sd",
     "evaluate_pairs",
     "pair_cases",
-    "save_line_plot",
     "simulate_case",
 ]
 
@@ -885,121 +884,6 @@ def _case_figures(
     rows = [{"frequency_per_mm": float(fi), **{m: float(c[1][i]) for m, c in curves.items()}} for i, fi in enumerate(f)]
     files[f"{name}_nps_csv"] = _write_csv(folder / f"{name}_nps.csv", rows, ["frequency_per_mm", *curves])
     return files
-
-
-# ==========================================================================================================
-# line plots without matplotlib
-# ==========================================================================================================
-
-_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))
-
-
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering [lo, hi]."""
-    if not hi > lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / n
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-
-
-def save_line_plot(
-    path: str | os.PathLike,
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    *,
-    title: str = "",
-    xlabel: str = "",
-    ylabel: str = "",
-    log_y: bool | None = None,
-    size: tuple[int, int] = (720, 460),
-) -> Path:
-    """Draw ``{label: (x, y)}`` curves with axes, ticks and a legend into a PNG (PIL only, no matplotlib).
-
-    Non-finite points (and non-positive ones on a log axis) are skipped.
-
-    Args:
-        path: PNG to write.
-        curves: ``{label: (x, y)}`` with 1D arrays of equal length per curve.
-        title, xlabel, ylabel: texts.
-        log_y: logarithmic y axis; ``None`` picks it when positive values span more than two decades
-            (noise spectra of a noisy input and a smooth output do).  A linear y axis starts at 0 for
-            non-negative data.
-        size: ``(width, height)`` in pixels.
-
-    Returns:
-        ``path``.
-    """
-    from PIL import Image, ImageDraw
-
-    width, height = size
-    left, right, top, bottom = 78, 20, 34, 52
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    raw = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in curves.items()}
-    positive = np.concatenate([y[np.isfinite(y) & (y > 0)] for _, y in raw.values()] or [np.zeros(0)])
-    if log_y is None:
-        log_y = positive.size > 1 and positive.max() > 100.0 * positive.min()
-    if log_y:
-        # Plot log10(y); ticks at powers of ten.
-        raw = {k: (x, np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)) for k, (x, y) in raw.items()}
-    curves = raw
-    xs = np.concatenate([x[np.isfinite(y)] for x, y in curves.values()] or [np.zeros(1)])
-    ys = np.concatenate([y[np.isfinite(y)] for _, y in curves.values()] or [np.zeros(1)])
-    if xs.size == 0:
-        xs = ys = np.zeros(1)
-    x0, x1 = float(xs.min()), float(xs.max())
-    if log_y:
-        y0, y1 = math.floor(float(ys.min())), math.ceil(float(ys.max()))
-        y1 = max(y1, y0 + 1)
-        yt = [float(v) for v in range(int(y0), int(y1) + 1, max(1, (int(y1) - int(y0)) // 6 + 1))]
-    else:
-        y0, y1 = (0.0 if ys.min() >= 0 else float(ys.min())), float(ys.max())
-        yt = _nice_ticks(y0, y1 if y1 > y0 else y0 + 1.0)
-    xt = _nice_ticks(x0, x1)
-    x0, x1 = min(x0, xt[0]), max(x1, xt[-1])
-    y0, y1 = min(y0, yt[0]), max(y1, yt[-1])
-    pw, ph = width - left - right, height - top - bottom
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return left + (x - x0) / (x1 - x0 or 1.0) * pw, top + ph - (y - y0) / (y1 - y0 or 1.0) * ph
-
-    draw.rectangle([left, top, left + pw, top + ph], outline="black")
-    for t in xt:
-        u, _ = px(t, y0)
-        draw.line([u, top + ph, u, top + ph + 4], fill="black")
-        draw.line([u, top, u, top + ph], fill=(225, 225, 225))
-        draw.text((u - 10, top + ph + 6), f"{t:g}", fill="black")
-    for t in yt:
-        _, v = px(x0, t)
-        draw.line([left - 4, v, left, v], fill="black")
-        draw.line([left, v, left + pw, v], fill=(225, 225, 225))
-        draw.text((4, v - 6), f"1e{int(t)}" if log_y else f"{t:.4g}", fill="black")
-    draw.rectangle([left, top, left + pw, top + ph], outline="black")
-    for i, (label, (x, y)) in enumerate(curves.items()):
-        colour = _COLOURS[i % len(_COLOURS)]
-        ok = np.isfinite(np.asarray(y, float))
-        pts = [px(float(a), float(b)) for a, b in zip(np.asarray(x, float)[ok], np.asarray(y, float)[ok], strict=True)]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        elif pts:
-            draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
-        ly = top + 8 + 14 * i
-        draw.line([left + pw - 150, ly + 6, left + pw - 125, ly + 6], fill=colour, width=3)
-        draw.text((left + pw - 120, ly), label, fill="black")
-    draw.text((left, 10), title, fill="black")
-    draw.text((left + pw // 2 - 60, height - 20), xlabel, fill="black")
-    draw.text((4, top - 16), ylabel, fill="black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # ==========================================================================================================

@@ -45,6 +45,7 @@ from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
 from .errors import InputError
+from .visualize import save_png
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -230,15 +231,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path
         raise InputError(f"expected a (3, H, W) or (1, H, W) image to write, got shape {arr.shape}.")
     hwc = np.ascontiguousarray(arr.transpose(1, 2, 0))
     pil = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_png(pil, path)
 
 
 class LoadRGB(Transform):

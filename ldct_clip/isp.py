@@ -40,17 +40,17 @@ before the tone curve, which is the same as clipping the sRGB output to [0, 1].
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from scipy import ndimage
 
 from .errors import InputError
-from .noise import ImageLike, SeedLike, _clone, _make_rng, _restore, _target_keys, _to_numpy_image
+from .noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -507,7 +507,7 @@ class SimulateCameraNoise(RandomizableTransform):
         )
 
 
-class SimulateCameraNoised(RandomizableTransform, MapTransform):
+class SimulateCameraNoised(RandNoised):
     """Dictionary version of :class:`SimulateCameraNoise`; one random draw per call, shared by all keys.
 
     Args:
@@ -532,9 +532,7 @@ class SimulateCameraNoised(RandomizableTransform, MapTransform):
         target_key: str | Sequence[str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.simulator = SimulateCameraNoise(
+        simulator = SimulateCameraNoise(
             sigma_s=sigma_s,
             sigma_c=sigma_c,
             sample=sample,
@@ -544,26 +542,4 @@ class SimulateCameraNoised(RandomizableTransform, MapTransform):
             sample_isp=sample_isp,
             prob=1.0,
         )
-        self.target_keys = _target_keys(self.keys, target_key)
-
-    def set_random_state(
-        self, seed: int | None = None, state: np.random.RandomState | None = None
-    ) -> SimulateCameraNoised:
-        super().set_random_state(seed, state)
-        self.simulator.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.simulator.randomize()
-
-    def __call__(self, data: Mapping[Hashable, ImageLike]) -> dict[Hashable, ImageLike]:
-        d = dict(data)
-        self.randomize()
-        for key, target in self.key_iterator(d, self.target_keys):
-            if target is not None:
-                d[target] = _clone(d[key])
-            if self._do_transform:
-                d[key] = self.simulator(d[key], randomize=False)
-        return d
+        super().__init__(keys, simulator, prob, target_key, allow_missing_keys)

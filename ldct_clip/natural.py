@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
 from tqdm import tqdm
 
 from .checkpoints import load_checkpoint, load_weights
@@ -45,6 +44,7 @@ from .images import find_images, find_pairs, output_names, psnr_8bit, read_rgb, 
 from .inference import SliceSlidingWindowInferer
 from .noise import NOISE_KINDS, NOISE_SUITE, add_noise
 from .precision import prepare_model
+from .training import MeanImageMetric
 
 __all__ = [
     "ConstantThenCosine",
@@ -584,7 +584,7 @@ class PairedImageSet(Sequence):
         return {"image": noisy.astype(np.float32) / scale, "label": clean.astype(np.float32) / scale, "name": pair.name}
 
 
-class RGBImageQualityMetric(CumulativeIterationMetric):
+class RGBImageQualityMetric(MeanImageMetric):
     """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.images.psnr_8bit`,
     :func:`~ldct_clip.images.ssim_8bit`), for ``IgniteMetricHandler`` in a validation evaluator.
 
@@ -606,11 +606,6 @@ class RGBImageQualityMetric(CumulativeIterationMetric):
         values = [fn(to_uint8(p), to_uint8(t)) for p, t in zip(y_pred.detach().float().cpu(), y.detach().float().cpu())]
         return torch.tensor(values, dtype=torch.float64, device=y_pred.device).reshape(-1, 1)
 
-    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor) or data.numel() == 0:
-            raise ValueError("no values to aggregate: the validation set gave no batches")
-        return data.float().mean()
 
 
 class ConstantThenCosine:

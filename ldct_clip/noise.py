@@ -316,7 +316,53 @@ class AddNaturalNoise(RandomizableTransform):
         return add_noise(img, self.noise, self._level, seed=self._seed, clip=self.clip, quantize=self.quantize)
 
 
-class AddNaturalNoised(RandomizableTransform, MapTransform):
+class RandNoised(RandomizableTransform, MapTransform):
+    """Dictionary wrapper of a random array noise transform: one draw per call, used for every key.
+
+    Args:
+        keys: keys of the images to make noisy.
+        noiser: the array transform (with ``randomize()`` and ``__call__(img, randomize=False)``).
+        prob: probability of adding noise at a call.
+        target_key: key(s) that receive a copy of the clean image (e.g. ``"label"``), one per key; written
+            whether or not the noise is applied this time.
+        allow_missing_keys: do not raise if a key is missing.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        noiser: RandomizableTransform,
+        prob: float = 1.0,
+        target_key: str | Sequence[str] | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.noiser = noiser
+        self.target_keys = _target_keys(self.keys, target_key)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandNoised:
+        super().set_random_state(seed, state)
+        self.noiser.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.noiser.randomize()
+
+    def __call__(self, data: Mapping[Hashable, ImageLike]) -> dict[Hashable, ImageLike]:
+        d = dict(data)
+        self.randomize()
+        for key, target in self.key_iterator(d, self.target_keys):
+            if target is not None:
+                d[target] = _clone(d[key])
+            if self._do_transform:
+                d[key] = self.noiser(d[key], randomize=False)
+        return d
+
+
+class AddNaturalNoised(RandNoised):
     """Dictionary version of :class:`AddNaturalNoise`.
 
     The same random draw (level and noise field) is used for every key of one call.
@@ -342,32 +388,10 @@ class AddNaturalNoised(RandomizableTransform, MapTransform):
         target_key: str | Sequence[str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.noiser = AddNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize)
-        self.target_keys = _target_keys(self.keys, target_key)
-
-    def set_random_state(
-        self, seed: int | None = None, state: np.random.RandomState | None = None
-    ) -> AddNaturalNoised:
-        super().set_random_state(seed, state)
-        self.noiser.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.noiser.randomize()
-
-    def __call__(self, data: Mapping[Hashable, ImageLike]) -> dict[Hashable, ImageLike]:
-        d = dict(data)
-        self.randomize()
-        for key, target in self.key_iterator(d, self.target_keys):
-            if target is not None:
-                d[target] = _clone(d[key])
-            if self._do_transform:
-                d[key] = self.noiser(d[key], randomize=False)
-        return d
+        super().__init__(
+            keys, AddNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize), prob,
+            target_key, allow_missing_keys,
+        )
 
 
 def _target_keys(keys: tuple[Hashable, ...], target_key: Any) -> tuple[Hashable | None, ...]:

@@ -238,7 +238,21 @@ class DenoisingTrainer(SupervisedTrainer):
 # ----------------------------------------------------------------------------------------------------------
 
 
-class CTImageQualityMetric(CumulativeIterationMetric):
+class MeanImageMetric(CumulativeIterationMetric):
+    """A per-image score collected over a validation run; :meth:`aggregate` is the mean of all of them.
+
+    Subclasses implement ``_compute_tensor`` returning ``(B, 1)`` float64 values on ``y_pred``'s device (the
+    buffers are all-gathered across DDP ranks).
+    """
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor) or data.numel() == 0:
+            raise ValueError("no values to aggregate: the validation set gave no batches")
+        return data.float().mean()
+
+
+class CTImageQualityMetric(MeanImageMetric):
     """PSNR (dB) or SSIM of HU images under a named protocol of :mod:`ldct_clip.metrics`.
 
     The default ``"paper"`` protocol compares HU clipped to [-1024, 3072] with data range 4096 and an 11 x 11
@@ -292,11 +306,6 @@ class CTImageQualityMetric(CumulativeIterationMetric):
         # on the input's device: the buffers are all-gathered across ranks (NCCL needs CUDA tensors)
         return torch.tensor(values, dtype=torch.float64, device=y_pred.device).reshape(-1, 1)
 
-    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor) or data.numel() == 0:
-            raise ValueError("no values to aggregate: the validation set gave no batches")
-        return data.float().mean()
 
 
 # ----------------------------------------------------------------------------------------------------------

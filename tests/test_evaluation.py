@@ -22,12 +22,12 @@ from ldct_clip.evaluation import (
     estimate_noise_sd,
     evaluate_pairs,
     pair_cases,
-    save_line_plot,
 )
 from ldct_clip.inference import denoise_volume
 from ldct_clip.io import find_cases, read_case
 from ldct_clip.io.synthetic import ct_affine, write_nifti
 from ldct_clip.metrics import compute_metrics, noise_sd
+from ldct_clip.visualize import save_line_plot
 from ldct_clip.phantom import make_low_dose_example
 from ldct_clip.precision import prepare_model
 from test_bundle import CONFIGS, TINY_OVERRIDES, monai_bundle

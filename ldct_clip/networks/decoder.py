@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn

@@ -72,11 +72,12 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .networks import CLIPDenoiser
     from .pipeline import CTDenoisingWorkflow
 
+    _resolve_device(args)
     # with a checkpoint the network is shaped after it; without one it is an untrained RN50 model (demo only)
     network = None if args.checkpoint else CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder)
     workflow = CTDenoisingWorkflow(
         args.input, args.output, network, ckpt_path=args.checkpoint, allow_untrained=args.allow_untrained,
-        device=args.device or ("cuda" if _cuda() else "cpu"), precision=args.precision,
+        device=args.device, precision=args.precision,
         channels_last=not args.no_channels_last, compile=args.compile, roi_size=args.roi_size, overlap=args.overlap,
         sw_batch_size=args.sw_batch_size, hu_min=args.hu_min, hu_max=args.hu_max, write_dicom=not args.no_dicom,
         write_png=not args.no_png, progress=not args.quiet,
@@ -85,10 +86,32 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _cuda() -> bool:
+def _inference_options() -> argparse.ArgumentParser:
+    """Options of the shared inference path (denoise, pacs denoise, evaluate)."""
+    o = argparse.ArgumentParser(add_help=False)
+    o.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    o.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 (with the precision-critical parts in fp32) where the hardware runs it natively")
+    o.add_argument("--no-channels-last", action="store_true")
+    o.add_argument("--compile", action="store_true", help="torch.compile the network")
+    o.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
+    o.add_argument("--overlap", type=float, default=0.25)
+    o.add_argument("--sw-batch-size", type=int, help="slices (windows) per network call (default 2 on CPU, 16 on CUDA)")
+    o.add_argument("--hu-min", type=float, default=-1024.0)
+    o.add_argument("--hu-max", type=float, default=3072.0)
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return o
+
+
+def _resolve_device(args: argparse.Namespace) -> None:
+    """Fill in the defaults that depend on the machine: device, then slices per call."""
     import torch
 
-    return torch.cuda.is_available()
+    from .precision import default_sw_batch_size
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.sw_batch_size is None:
+        args.sw_batch_size = default_sw_batch_size(args.device)
 
 
 # -- pacs -------------------------------------------------------------------------------------------------
@@ -118,8 +141,9 @@ def cmd_pacs(args: argparse.Namespace) -> int:
         raise WeightsError(
             f"no checkpoint at {ckpt}: give --checkpoint (trained weights); a PACS gets no random-weight series"
         )
-    device = args.device or ("cuda" if _cuda() else "cpu")
-    model = prepare_model(load_checkpoint(ckpt), device, channels_last=not args.no_channels_last)
+    _resolve_device(args)
+    device = args.device
+    model = prepare_model(load_checkpoint(ckpt), device, channels_last=not args.no_channels_last, compile=args.compile)
     result = denoise_series(
         args.url, args.series, model, study_uid=args.study, **auth, keep=args.keep,
         series_description_suffix=args.suffix, series_number=args.series_number, store=not args.no_store,
@@ -147,22 +171,14 @@ def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (default 60)")
     lst = psub.add_parser("list", parents=[common], help="list the series on the server (study, series, modality)")
     lst.add_argument("--modality", default="CT", help="only this modality (default CT; '' for all)")
-    d = psub.add_parser("denoise", parents=[common], help="pull a CT series, denoise it, STOW the derived series")
+    d = psub.add_parser("denoise", parents=[common, _inference_options()],
+                        help="pull a CT series, denoise it, STOW the derived series")
     d.add_argument("--series", required=True, help="SeriesInstanceUID of the CT series")
     d.add_argument("--checkpoint", help="trained weights (default: the bundle's models/model.pt)")
     d.add_argument("--keep", help="keep source/ and denoised/ DICOM files in this folder")
     d.add_argument("--no-store", action="store_true", help="do not upload (with --keep: look at the result first)")
     d.add_argument("--suffix", default=" [ldct-clip]", help="appended to the SeriesDescription")
     d.add_argument("--series-number", type=int, help="SeriesNumber of the new series (default source + 1000)")
-    d.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
-    d.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    d.add_argument("--no-channels-last", action="store_true")
-    d.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
-    d.add_argument("--overlap", type=float, default=0.25)
-    d.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
-    d.add_argument("--hu-min", type=float, default=-1024.0)
-    d.add_argument("--hu-max", type=float, default=3072.0)
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 # -- simulate / evaluate (research workflow) --------------------------------------------------------------
@@ -188,12 +204,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .networks import CLIPDenoiser
 
     # a checkpoint shapes the network; without one only an explicit --allow-untrained builds a random one
+    _resolve_device(args)
     untrained = args.allow_untrained and not args.checkpoint
     network = CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder) if untrained else None
     PairedEvaluationWorkflow(
         args.ldct, args.ndct, args.output, network, pairs_csv=args.pairs, ckpt_path=args.checkpoint,
-        allow_untrained=args.allow_untrained, device=args.device or ("cuda" if _cuda() else "cpu"),
-        precision=args.precision, roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+        allow_untrained=args.allow_untrained, device=args.device,
+        precision=args.precision, channels_last=not args.no_channels_last, compile=args.compile,
+        roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
         hu_min=args.hu_min, hu_max=args.hu_max, protocols=args.protocols, classical=args.classical,
         noise_roi=args.noise_roi, nps_size=args.nps_size, display_windows=args.window or DEFAULT_WINDOWS,
         write_png=not args.no_png, write_volumes=args.write_volumes, progress=not args.quiet,
@@ -219,7 +237,8 @@ def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    e = sub.add_parser("evaluate", help="score the network and baselines on paired LDCT/NDCT cases (tables, figures)")
+    e = sub.add_parser("evaluate", parents=[_inference_options()],
+                       help="score the network and baselines on paired LDCT/NDCT cases (tables, figures)")
     e.add_argument("output", help="output folder: per_slice.csv, per_case.csv, summary.csv/.md, figures/")
     e.add_argument("--ldct", help="folder of low-dose cases (matched to --ndct by case name)")
     e.add_argument("--ndct", help="folder of normal-dose reference cases")
@@ -236,16 +255,8 @@ def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--nps-size", type=int, help="side of the NPS region in pixels (default min(64, half slice))")
     e.add_argument("--window", type=float, nargs=2, action="append", metavar=("CENTER", "WIDTH"),
                    help="display window of the figures, repeatable (default 40 400 and -600 1500)")
-    e.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
-    e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    e.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
-    e.add_argument("--overlap", type=float, default=0.25)
-    e.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
-    e.add_argument("--hu-min", type=float, default=-1024.0)
-    e.add_argument("--hu-max", type=float, default=3072.0)
     e.add_argument("--no-png", action="store_true", help="no figures")
     e.add_argument("--write-volumes", action="store_true", help="also write each method's output as NIfTI")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 # -- parser -----------------------------------------------------------------------------------------------
@@ -264,24 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sha256", help="SHA-256 of the file at --url")
     w.add_argument("--name", help="file name in the cache (default: from the URL)")
     w.add_argument("--cache", help="cache folder (default $LDCT_CLIP_CACHE or ~/.cache/ldct-clip)")
-    d = sub.add_parser("denoise", help="denoise CT cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
+    d = sub.add_parser("denoise", parents=[_inference_options()],
+                       help="denoise CT cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
     d.add_argument("input", help="a case or a folder of cases")
     d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
     d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
     d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
     d.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
-    d.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
-    d.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    d.add_argument("--no-channels-last", action="store_true")
-    d.add_argument("--compile", action="store_true", help="torch.compile the network")
-    d.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
-    d.add_argument("--overlap", type=float, default=0.25)
-    d.add_argument("--sw-batch-size", type=int, default=4, help="slices (windows) per network call")
-    d.add_argument("--hu-min", type=float, default=-1024.0)
-    d.add_argument("--hu-max", type=float, default=3072.0)
     d.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
     d.add_argument("--no-png", action="store_true", help="do not write PNG previews")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_pacs_parser(sub)
     _add_research_parsers(sub)
     return parser

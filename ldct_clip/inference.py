@@ -16,7 +16,7 @@ import torch
 from monai.inferers import Inferer, sliding_window_inference
 
 from .errors import InputError
-from .precision import autocast, resolve_precision
+from .precision import autocast, default_sw_batch_size, resolve_precision
 from .transforms import DEFAULT_HU_WINDOW, hu_to_unit, unit_to_hu, window_from
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
@@ -111,7 +111,7 @@ def denoise_volume(
     *,
     roi_size: Sequence[int] = (512, 512),
     overlap: float = 0.25,
-    sw_batch_size: int = 4,
+    sw_batch_size: int | None = None,
     hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
     device: str | torch.device | None = None,
     precision: str = "fp32",
@@ -125,7 +125,8 @@ def denoise_volume(
         volume_hu: ``(X, Y, Z)`` volume (axial slices along the last axis) or one ``(X, Y)`` slice, in HU,
             any real dtype (int16 stays int16 in memory: slices are converted as they are processed).
         model: the network (``CLIPDenoiser`` or any module mapping ``(N, 1, X, Y)`` in [0, 1] to the same).
-        roi_size, overlap, sw_batch_size: 2D sliding-window parameters (see :class:`SliceSlidingWindowInferer`).
+        roi_size, overlap, sw_batch_size: 2D sliding-window parameters (see :class:`SliceSlidingWindowInferer`);
+            ``sw_batch_size`` defaults to :func:`~ldct_clip.precision.default_sw_batch_size` of the device.
         hu_window: ``(hu_min, hu_max)`` mapped to [0, 1] for the network (the paper: -1024, 3072).
         device: where the network runs (default: the model's device, else CPU).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``.
@@ -143,7 +144,7 @@ def denoise_volume(
         device = params.device if params is not None else torch.device("cpu")
     device = torch.device(device)
     inferer = SliceSlidingWindowInferer(
-        roi_size, overlap, sw_batch_size, precision=resolve_precision(precision, device), channels_last=channels_last
+        roi_size, overlap, sw_batch_size or default_sw_batch_size(device), precision=resolve_precision(precision, device), channels_last=channels_last
     )
     squeeze = volume_hu.ndim == 2
     vol = volume_hu[..., None] if squeeze else volume_hu

@@ -79,7 +79,7 @@ class CTDenoisingWorkflow:
         compile: bool = False,
         roi_size: Sequence[int] = (512, 512),
         overlap: float = 0.25,
-        sw_batch_size: int = 4,
+        sw_batch_size: int | None = None,
         hu_min: float = -1024.0,
         hu_max: float = 3072.0,
         write_dicom: bool = True,

@@ -33,7 +33,7 @@ from ldct_clip.inference import denoise_volume
 from ldct_clip.metrics import compute_metrics
 from ldct_clip.networks import CLIPDenoiser
 from ldct_clip.phantom import make_phantom
-from ldct_clip.precision import prepare_model, resolve_precision
+from ldct_clip.precision import default_sw_batch_size, prepare_model, resolve_precision
 from ldct_clip.simulation import add_gaussian_noise
 from ldct_clip.transforms import hu_to_unit
 
@@ -152,19 +152,24 @@ def main() -> int:
     p.add_argument("--reference-slices", type=int, default=8)
     p.add_argument("--slices", type=int, default=64, help="depth of the 512x512xN volume for the fast path")
     p.add_argument("--memory-slices", type=int, default=400)
-    p.add_argument("--sw-batch-size", type=int, default=4)
+    p.add_argument("--sw-batch-size", type=int, help="slices per call (default: the bundle's, 2 on CPU, 16 on CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path")
     p.add_argument("--modes", default="reference,fast,memory")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = p.parse_args()
+    if args.sw_batch_size is None:
+        args.sw_batch_size = default_sw_batch_size(args.device)
     if args.mode:
         print(json.dumps(run_mode(args)))
         return 0
 
     results = {}
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--mode", mode] + [a for a in sys.argv[1:] if not a.startswith("--json")]
+        cmd = [sys.executable, __file__, "--mode", mode, "--device", args.device,
+               "--reference-slices", str(args.reference_slices), "--slices", str(args.slices),
+               "--memory-slices", str(args.memory_slices), "--sw-batch-size", str(args.sw_batch_size)]
+        cmd += ["--compile"] if args.compile else []
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if proc.returncode != 0:

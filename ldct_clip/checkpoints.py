@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .errors import WeightsError
+from .io.atomic import atomic_path
 from .networks import CLIPDenoiser
 from .weights import read_state_dict
 
@@ -117,13 +118,7 @@ def load_checkpoint(
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model``'s state dict (plain, CPU tensors) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

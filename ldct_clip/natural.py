@@ -42,6 +42,7 @@ from .checkpoints import load_checkpoint, load_weights
 from .errors import InputError, LdctClipError, WeightsError
 from .images import find_images, find_pairs, output_names, psnr_8bit, read_rgb, ssim_8bit, to_uint8, write_png
 from .inference import SliceSlidingWindowInferer
+from .io.atomic import atomic_path
 from .noise import NOISE_KINDS, NOISE_SUITE, add_noise
 from .precision import prepare_model
 from .training import MeanImageMetric
@@ -438,14 +439,11 @@ def _summarise(rows: Sequence[Mapping[str, Any]], group_keys: Sequence[str]) -> 
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for r in rows:
             writer.writerow({k: f"{v:.6f}" if isinstance(v, float) and k in _METRICS else v for k, v in r.items()})
-    os.replace(tmp, path)
     return path
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .io.atomic import atomic_path
+
 __all__ = ["SOFT_TISSUE", "save_line_plot", "save_panels", "save_png", "window_to_uint8"]
 
 SOFT_TISSUE: tuple[float, float] = (40.0, 400.0)  # (center, width) in HU
@@ -51,15 +53,9 @@ def save_panels(
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write a PIL image as PNG atomically (temporary name, then rename): never a half-written picture."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 _COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))

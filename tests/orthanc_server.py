@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
 import requests
 
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc", "/usr/local/share/orthanc/plugins")
@@ -124,3 +125,16 @@ class Orthanc:
                          params={"includefield": "0008103E,00201209,00200011,00080060"})
         r.raise_for_status()
         return r.json() if r.content else []
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """A real Orthanc with DICOMweb on free loopback ports, for one test module; skipped when not installed."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

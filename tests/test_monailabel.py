@@ -31,7 +31,7 @@ from ldct_clip.checkpoints import save_checkpoint
 from ldct_clip.inference import denoise_volume
 from ldct_clip.io import find_cases, read_case
 from ldct_clip.io.synthetic import ct_affine, phantom_hu, write_ct_series
-from orthanc_server import Orthanc, free_port, missing_reason
+from orthanc_server import free_port, orthanc  # noqa: F401  (orthanc: the shared server fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +77,6 @@ def bundle(tmp_path_factory) -> Path:
     shutil.copytree(Path(bundle_root()) / "configs", folder / "configs")
     save_checkpoint(tiny_model(), folder / "models" / "model.pt")
     return folder
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,11 @@ from ldct_clip.inference import denoise_volume
 from ldct_clip.io import find_cases, read_case
 from ldct_clip.io.synthetic import phantom_hu, write_ct_series
 from ldct_clip.pacs import PacsError, connect, denoise_series, find_series, list_series
-from orthanc_server import Orthanc, free_port, missing_reason
+from orthanc_server import free_port, orthanc  # noqa: F401  (orthanc: the shared server fixture)
 
 pytestmark = pytest.mark.slow
 
 SHAPE = (64, 48, 5)
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import copy
 import datetime as _dt
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
+from ldct_clip.io.atomic import atomic_path, temp_name
 from ldct_clip.io.volume import is_multiframe_headers
 
 __all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "check_output_path", "DEFAULT_SERIES_NUMBER_OFFSET"]
@@ -122,12 +122,6 @@ def _ensure_dir(folder: Path) -> None:
         )
 
 
-def _temp_name(final: Path, kind: str) -> Path:
-    # Hidden (leading dot) so case discovery skips it; the final name stays at the end so that
-    # nibabel still sees the .nii/.nii.gz suffix it uses to pick the format.
-    return final.parent / f".{kind}-{uuid.uuid4().hex[:12]}-{final.name}"
-
-
 @contextmanager
 def _oserror_as_input_error(what: Path) -> Iterator[None]:
     try:
@@ -181,14 +175,8 @@ def write_nifti(hu: np.ndarray, affine: np.ndarray, path: Path | str, *, inputs:
     img.header.set_xyzt_units(xyz="mm", t="sec")
     img.header.set_slope_inter(1.0, 0.0)  # stored values are HU as they are
     img.header["descrip"] = b"ldct-clip"
-    tmp = _temp_name(path, "tmp")
-    try:
-        with _oserror_as_input_error(path):
-            nib.save(img, str(tmp))
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with _oserror_as_input_error(path), atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
     return path
 
 
@@ -545,7 +533,7 @@ def write_derived_series(
     _ensure_dir(out_dir.parent)
 
     series_uid = generate_uid()
-    tmp_dir = _temp_name(out_dir, "tmp")
+    tmp_dir = temp_name(out_dir, "tmp")
     written: list[str] = []
     try:
         with _oserror_as_input_error(out_dir):
@@ -580,7 +568,7 @@ def _move_into_place(tmp_dir: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         os.replace(tmp_dir, out_dir)
         return
-    old = _temp_name(out_dir, "old")
+    old = temp_name(out_dir, "old")
     os.replace(out_dir, old)
     try:
         os.replace(tmp_dir, out_dir)

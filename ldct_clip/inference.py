@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import Inferer, sliding_window_inference
+from monai.networks import eval_mode
 
 from .errors import InputError
 from .precision import autocast, default_sw_batch_size, resolve_precision
@@ -61,11 +62,17 @@ class SliceSlidingWindowInferer(Inferer):
         self.channels_last = channels_last
 
     def infer_slices(self, slices: torch.Tensor, network: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """Run ``network`` over ``(N, C, X, Y)`` slices; returns float32 ``(N, C_out, X, Y)``."""
+        """Run ``network`` over ``(N, C, X, Y)`` slices; returns float32 ``(N, C_out, X, Y)``.
+
+        A ``torch.nn.Module`` runs in eval mode for the call (without gradients) and gets its mode back after.
+        """
         roi = tuple(min(r, s) for r, s in zip(self.roi_size, slices.shape[-2:]))
         if self.channels_last:
             slices = slices.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), autocast(slices.device, self.precision):
+        # a module left in training mode (as ``load_checkpoint`` and torch return it) would use batch-statistics
+        # BatchNorm and random feature augmentation: inference always runs it in eval mode, then restores it
+        modules = [network] if isinstance(network, torch.nn.Module) else []
+        with eval_mode(*modules), autocast(slices.device, self.precision):
             if roi == tuple(slices.shape[-2:]) and slices.shape[0] <= self.sw_batch_size:
                 # one window per slice: blending weights are all equal, so skip the window bookkeeping
                 # (and its full-size output and count buffers)

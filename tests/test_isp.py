@@ -193,11 +193,27 @@ def test_malvar_beats_bilinear_on_natural_image(sharp_crop: np.ndarray) -> None:
 # raw noise
 
 
+@pytest.mark.parametrize(("level", "sd"), [(0.1, 0.0302655), (0.5, 0.0360555), (0.8, 0.0438634)])
+def test_reference_raw_noise_sd_is_proportional_to_the_signal(level: float, sd: float) -> None:
+    # the paper's code and CBDNet: clip(x + N1 * (sigma_s * x) + N2 * sigma_c, 0, 1), sigma_s 0.04, sigma_c 0.03;
+    # sd = sqrt((0.04 x)^2 + 0.03^2), pinned as numbers (0.036 at x = 0.5, not the 0.145 of variance sigma_s * x)
+    raw = np.full((512, 512), level, dtype=np.float32)
+    noisy = add_raw_noise(raw, 0.04, 0.03, np.random.default_rng(0)).astype(np.float64)
+    assert noisy.mean() == pytest.approx(level, abs=4 * sd / 512)
+    assert noisy.std() == pytest.approx(sd, rel=0.01)  # sampling SE of the SD about 0.14 %
+
+
+def test_reference_raw_noise_is_clipped_to_the_unit_range() -> None:
+    noisy = add_raw_noise(np.full((256, 256), 0.99, dtype=np.float32), 0.04, 0.03, 3)
+    assert noisy.max() == 1.0 and noisy.min() >= 0.0 and (noisy == 1.0).mean() > 0.3
+    assert add_raw_noise(np.full((64, 64), 0.01), 0.04, 0.03, 3).min() == 0.0
+
+
 @pytest.mark.parametrize("level", [0.05, 0.3, 0.9])
-def test_raw_noise_variance_is_sigma_s_x_plus_sigma_c_squared(level: float) -> None:
+def test_poisson_gaussian_raw_noise_variance_is_sigma_s_x_plus_sigma_c_squared(level: float) -> None:
     sigma_s, sigma_c = 0.04, 0.03
     raw = np.full((512, 512), level, dtype=np.float32)
-    noisy = add_raw_noise(raw, sigma_s, sigma_c, np.random.default_rng(0)).astype(np.float64)
+    noisy = add_raw_noise(raw, sigma_s, sigma_c, np.random.default_rng(0), "poisson_gaussian").astype(np.float64)
     expected = sigma_s * level + sigma_c**2
     assert noisy.mean() == pytest.approx(level, abs=4 * np.sqrt(expected / raw.size))
     assert noisy.var() == pytest.approx(expected, rel=0.03)  # sampling SE about 0.3 %
@@ -206,10 +222,13 @@ def test_raw_noise_variance_is_sigma_s_x_plus_sigma_c_squared(level: float) -> N
 def test_raw_noise_read_only_and_shot_only() -> None:
     raw = np.full((256, 256), 0.5, dtype=np.float32)
     assert add_raw_noise(raw, 0.0, 0.02, 1).var() == pytest.approx(0.02**2, rel=0.03)
-    assert add_raw_noise(raw, 0.01, 0.0, 1).var() == pytest.approx(0.01 * 0.5, rel=0.03)
+    assert add_raw_noise(raw, 0.02, 0.0, 1).std() == pytest.approx(0.02 * 0.5, rel=0.03)
+    assert add_raw_noise(raw, 0.01, 0.0, 1, "poisson_gaussian").var() == pytest.approx(0.01 * 0.5, rel=0.03)
     # Negative raw (below black level) gets read noise only, not a NaN.
-    neg = add_raw_noise(np.full((256, 256), -0.1), 0.04, 0.03, 1)
+    neg = add_raw_noise(np.full((256, 256), -0.1), 0.04, 0.03, 1, "poisson_gaussian")
     assert np.all(np.isfinite(neg)) and neg.var() == pytest.approx(0.03**2, rel=0.03)
+    with pytest.raises(InputError, match="noise_model"):
+        add_raw_noise(raw, 0.04, 0.03, 1, "cbdnet")
     np.testing.assert_array_equal(add_raw_noise(raw, 0.04, 0.03, 7), add_raw_noise(raw, 0.04, 0.03, 7))
 
 

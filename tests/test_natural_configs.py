@@ -278,7 +278,7 @@ def test_train_configs_follow_the_paper():
     assert natural["noise"] == "gaussian" and natural["sigma"] == 15.0
     targets = [t["_target_"] for t in srgb["train"]["preprocessing"]["transforms"]]
     assert "ldct_clip.isp.SimulateCameraNoised" in targets and "ldct_clip.noise.AddNaturalNoised" not in targets
-    assert srgb["sigma_s"] == 0.04 and srgb["sigma_c"] == 0.03
+    assert srgb["sigma_s"] == 0.04 and srgb["sigma_c"] == 0.03 and srgb["raw_noise_model"] == "reference"
 
 
 def test_constant_then_cosine_is_the_reference_schedule():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from ldct_clip.inference import denoise_volume
+from ldct_clip.inference import SliceSlidingWindowInferer, denoise_volume
 from ldct_clip.phantom import make_phantom
 from ldct_clip.precision import (
     cpu_has_native_bf16,
@@ -91,3 +91,24 @@ def test_bf16_fast_path_stays_within_a_hu_of_fp32():
     # the default keeps the fidelity bar; plain autocast does not (so the test can tell them apart)
     assert errors["split"].mean() < 1.0 and errors["split"].max() < 10.0
     assert errors["autocast"].max() > 10.0
+
+
+def test_inference_runs_a_model_left_in_training_mode_in_eval_mode():
+    # load_checkpoint (like any torch module) returns a module in training mode: batch-statistics BatchNorm and
+    # random feature augmentation would change the output; every inference entry point goes through the inferer
+    model = _model_with_real_bn_stats()
+    hu = make_phantom((64, 64, 3), seed=3)
+    x = torch.as_tensor(hu_to_unit(hu)).permute(2, 0, 1)[:, None].float()
+    with torch.no_grad():
+        eval_out = model(x)
+        model.train()
+        train_out = model(x)
+    assert (train_out - eval_out).abs().max() * 4096 > 20.0  # training mode is really different here (HU)
+    expected = denoise_volume(hu, model.eval(), precision="fp32")
+    got = denoise_volume(hu, model.train(), precision="fp32")
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert model.training and all(m.training for m in model.modules())  # the caller's mode is given back
+    # the bundle's inferer itself, on a (B, C, X, Y, Z) volume
+    inferer = SliceSlidingWindowInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")
+    vol = x.permute(1, 2, 3, 0)[None]
+    torch.testing.assert_close(inferer(vol, model), inferer(vol, model.eval()), atol=1e-6, rtol=0)

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import ctypes
 import functools
+import os
 import sys
 from collections.abc import Iterator
 
@@ -34,9 +35,20 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``) under which its bf16 kernels are still native
+_ONEDNN_BF16_ISAS = {
+    "ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+}
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has AVX-512 BF16 or AMX tiles (where bf16 GEMMs beat fp32 by ~4x)."""
+    """True when the CPU has AVX-512 BF16 or AMX tiles (where bf16 GEMMs beat fp32 by ~4x) and oneDNN may use
+    them: ``ONEDNN_MAX_CPU_ISA=AVX2`` (say) caps oneDNN below them, and bf16 is then emulated (~300x slower)."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    if isa and isa not in _ONEDNN_BF16_ISAS:
+        return False
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()

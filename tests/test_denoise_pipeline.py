@@ -21,6 +21,7 @@ from ldct_clip.inference import denoise_volume
 from ldct_clip.io.synthetic import phantom_hu, write_ct_series
 from ldct_clip.pipeline import CTDenoisingWorkflow
 from test_bundle import TINY_OVERRIDES, run_inference
+from tolerances import assert_rounded_close
 
 
 def workflow(src: Path, out: Path, ckpt: Path, **kw) -> CTDenoisingWorkflow:
@@ -51,7 +52,7 @@ def test_single_slice_and_int16_input():
     vol = denoise_volume(hu.astype(np.int16), model, roi_size=(64, 64))
     one = denoise_volume(hu[:, :, 1].astype(np.float32), model, roi_size=(64, 64))
     assert one.shape == (48, 40)
-    np.testing.assert_allclose(vol[:, :, 1], one, atol=1e-3)
+    np.testing.assert_allclose(vol[:, :, 1], one, atol=0.01)  # HU; batch size changes the float summation order
 
 
 def test_sliding_windows_blend_to_the_whole_slice_result():
@@ -107,7 +108,8 @@ def test_dicom_series_in_derived_series_out(tmp_path, tiny_checkpoint):
         assert [float(v) for v in d.PixelSpacing] == [float(v) for v in s.PixelSpacing]
         hu_k = d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept)
         # the source stores unsigned values with intercept -1024: HU below -1024 cannot be represented
-        np.testing.assert_array_equal(hu_k.T, np.clip(np.rint(expected[:, :, k]), -1024, None))
+        # (whole HU computed on other kernels -- folded BatchNorm, channels_last -- may flip by 1 near .5)
+        assert_rounded_close(hu_k.T, np.clip(np.rint(expected[:, :, k]), -1024, None), what=f"slice {k} HU")
     assert (out / f"{result.name}.png").exists()
     assert all(p.read_bytes() == b for p, b in before.items())  # inputs untouched
 

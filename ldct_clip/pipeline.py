@@ -151,12 +151,9 @@ class CTDenoisingWorkflow:
         finals = self._outputs(case.name)
         self._check_outputs(finals)
         with warnings.catch_warnings(record=True) as caught:
-            # pydicom/numpy/reader warnings become one log line each instead of a Python warning with source lines
             warnings.simplefilter("always")
             volume = read_case(case)
-        notes = list(dict.fromkeys([*volume.warnings, *(str(w.message) for w in caught)]))
-        for note in notes:
-            log.warning("%s: %s", case.name, note)
+        notes = _log_once(case.name, [*volume.warnings, *(str(w.message) for w in caught)])
         n = volume.hu.shape[-1]
         with tqdm(total=n, desc=case.name, unit="slice", file=sys.stderr, disable=not self.progress, leave=False) as bar:
             denoised = denoise_volume(
@@ -255,7 +252,10 @@ class CTDenoisingWorkflow:
 
     def _run(self) -> list[CaseResult]:
         self._check_paths()
-        cases = find_cases(self.dataset_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cases = find_cases(self.dataset_dir)
+        _log_once(str(self.dataset_dir), [str(w.message) for w in caught])
         model = self.load_network()
         log.info(
             "%d case(s) from %s -> %s (device %s, precision %s)",
@@ -290,6 +290,15 @@ def as_flag(value: bool | str, name: str) -> bool:
             return False
         raise InputError(f"{name} must be true or false, got {value!r}")
     return bool(value)
+
+
+def _log_once(where: str, notes: Sequence[str]) -> list[str]:
+    """Log each distinct note once: pydicom/numpy/reader warnings become one log line each, not a Python
+    warning with its source line beside a log line."""
+    unique = list(dict.fromkeys(notes))
+    for note in unique:
+        log.warning("%s: %s", where, note)
+    return unique
 
 
 def _is_output_kind(path: Path, key: str) -> bool:

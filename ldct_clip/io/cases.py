@@ -136,16 +136,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def dicom_int(ds: Any, keyword: str, label: str, default: int | None = None, minimum: int = 1) -> int:
-    """An integer DICOM element (US/IS) that must hold one value >= ``minimum``; ``default`` when absent or empty.
+    """An integer DICOM element (US/IS) that must hold one value >= ``minimum``; ``default`` when absent.
 
     Raises:
         InputError: the element is missing without a default, empty, multi-valued or not an integer.
     """
-    value = ds.get(keyword)
-    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+    if keyword not in ds:
         if default is None:
-            raise InputError(f"{label}: {keyword} is missing or empty; the header is incomplete. Re-export the file.")
+            raise InputError(f"{label}: no {keyword}; the header is incomplete. Re-export the file.")
         return default
+    value = ds[keyword].value
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+        raise InputError(f"{label}: {keyword} is present but empty; the header is broken. Re-export the file.")
     try:
         if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, (str, bytes))):
             raise TypeError("several values")
@@ -175,6 +177,8 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
     (silently dropping it would turn a corrupt slice into a missing one).  Files without the magic
     (old preamble-less exports) are tried leniently and ignored when they do not parse.
     """
+    from pydicom.uid import UID
+
     magic = has_dicm_magic(path)
     if not magic and path.suffix.lower() not in ("", ".dcm", ".dicom", ".ima"):
         return None  # .txt, .json, .png...: not worth a parse attempt
@@ -187,7 +191,9 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
         if magic:
             raise
         return None
-    sop_class = str(ds.get("SOPClassUID", "") or "")
+    meta = getattr(ds, "file_meta", None)
+    # a DICOMDIR has no SOPClassUID in its dataset, only MediaStorageSOPClassUID in its file meta
+    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "") or "")
     rows = ds.get("Rows")
     series_uid = ds.get("SeriesInstanceUID")
     if magic and not sop_class:
@@ -196,7 +202,7 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
             f"{path}: DICOM header is incomplete (no SOPClassUID). The file is corrupt or truncated: "
             "re-export it or remove it from the folder."
         )
-    if magic and rows is None and "Image Storage" in str(getattr(ds.SOPClassUID, "name", "")):
+    if magic and rows is None and "Image Storage" in UID(sop_class).name:
         raise InputError(
             f"{path}: DICOM image header is cut short (no Rows). The file is corrupt or truncated: "
             "re-export it or remove it from the folder."

@@ -557,6 +557,8 @@ def _read_itk(case: Case) -> CTVolume:
             _refuse_renamed_dicom(path)
         img = reader.Execute()
     except RuntimeError as exc:
+        if _parses_as_dicom(path):  # a DICOM without preamble, renamed: GDCM does not recognise it
+            _refuse_renamed_dicom(path)
         # ITK's text ends in a line that can mislead ("No such file or directory" for a short raw block)
         raise InputError(
             f"{path}: SimpleITK cannot read it as an image: the file is corrupt, truncated (the header promises more "
@@ -591,11 +593,23 @@ def _read_itk(case: Case) -> CTVolume:
     return CTVolume(hu=data, affine=LPS_TO_RAS @ lps, name=case.name, source=path, kind="image")
 
 
+def _parses_as_dicom(path: Path) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # forced parse of what may be junk
+        try:
+            ds = read_dicom(path, stop_before_pixels=True, force=True)
+        except InputError:
+            return False
+    return bool(ds.get("SOPClassUID") and ds.get("Modality"))
+
+
 def _refuse_renamed_dicom(path: Path) -> None:
     """A DICOM file with an image-file name: say what it is rather than read it through SimpleITK as if HU."""
     modality = "unknown"
     try:
-        modality = str(read_dicom(path, stop_before_pixels=True).get("Modality", "") or "missing")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            modality = str(read_dicom(path, stop_before_pixels=True, force=True).get("Modality", "") or "missing")
     except InputError:
         pass
     raise InputError(

@@ -3,7 +3,9 @@
 Case on disk -> :func:`~ldct_clip.io.cases.find_cases` -> :func:`~ldct_clip.io.readers.read_case` (HU +
 geometry + source headers) -> :func:`~ldct_clip.inference.denoise_volume` -> NIfTI (input affine), derived
 DICOM series (DICOM input) and a PNG preview. A case that fails with a user error is reported and skipped;
-the others go on.
+the others go on, and the run ends with exit status 2 (both doors). A DICOM series with one unreadable slice
+(truncated, corrupt) is refused as a whole, never denoised with that slice missing. The output folder must
+not be the input or inside it (symlinks and ``..`` resolved).
 """
 
 from __future__ import annotations
@@ -264,7 +266,12 @@ class CTDenoisingWorkflow:
         results = []
         for case in cases:
             try:
-                result = self.denoise_case(case, model)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        result = self.denoise_case(case, model)
+                    finally:  # e.g. pydicom's complaints about odd values while the derived series is written
+                        _log_once(case.name, [str(w.message) for w in caught])
                 log.info(
                     "%s: %d slices in %.1f s (%.2f slices/s) -> %s",
                     result.name, result.slices, result.seconds, result.slices / max(result.seconds, 1e-9),

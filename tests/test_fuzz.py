@@ -13,6 +13,7 @@ import random
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -166,11 +167,13 @@ def test_fuzzed_corpus_in_process(tmp_path, tiny_checkpoint, caplog, capsys):
         before = snapshot(inp)
         out = tmp_path / f"out{i}"
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="ldct_clip"):
+        with caplog.at_level(logging.INFO, logger="ldct_clip"), warnings.catch_warnings(record=True) as leaked:
+            warnings.simplefilter("always")
             try:
                 rc = denoise(inp, out, tiny_checkpoint)
             except BaseException as exc:  # a traceback: report which mutation caused it
                 raise AssertionError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        assert not leaked, (what, [str(w.message) for w in leaked])  # warnings are log lines, not Python warnings
         text = capsys.readouterr().err + caplog.text
         _check(rc, text, inp, before, out, what)
         outcomes[rc] += 1

@@ -80,10 +80,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         device=args.device, precision=args.precision,
         channels_last=not args.no_channels_last, compile=args.compile, roi_size=args.roi_size, overlap=args.overlap,
         sw_batch_size=args.sw_batch_size, hu_min=args.hu_min, hu_max=args.hu_max, write_dicom=not args.no_dicom,
-        write_png=not args.no_png, progress=not args.quiet,
+        write_png=not args.no_png, progress=not args.quiet, checkpoint_option="--checkpoint",
     )
     results = workflow.run()
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) else 2  # every failed case is a user error, already reported
 
 
 def _inference_options() -> argparse.ArgumentParser:

@@ -107,7 +107,7 @@ def _check_volume(volume_hu: np.ndarray | torch.Tensor) -> None:
         )
     if min(volume_hu.shape[:2]) < MIN_SIDE:
         raise InputError(
-            f"slices of {volume_hu.shape[0]}x{volume_hu.shape[1]} px are too small: the network needs at least "
+            f"slices of {volume_hu.shape[1]} rows x {volume_hu.shape[0]} columns are too small: the network needs at least "
             f"{MIN_SIDE}x{MIN_SIDE} px in-plane (is the slice axis last?)"
         )
 

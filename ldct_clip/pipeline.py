@@ -3,16 +3,18 @@
 Case on disk -> :func:`~ldct_clip.io.cases.find_cases` -> :func:`~ldct_clip.io.readers.read_case` (HU +
 geometry + source headers) -> :func:`~ldct_clip.inference.denoise_volume` -> NIfTI (input affine), derived
 DICOM series (DICOM input) and a PNG preview. A case that fails with a user error is reported and skipped;
-the others go on.
+the others go on, and the run ends with exit status 2 (both doors). A DICOM series with one unreadable slice
+(truncated, corrupt) is refused as a whole, never denoised with that slice missing. The output folder must
+not be the input or inside it (symlinks and ``..`` resolved).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,10 @@ from tqdm import tqdm
 from .checkpoints import load_checkpoint, load_weights
 from .errors import InputError, LdctClipError, WeightsError
 from .inference import denoise_volume
+from .io.atomic import remove_path, replace_together, temp_name
 from .io.cases import Case, find_cases
 from .io.readers import read_case
-from .io.writers import write_derived_series, write_nifti
+from .io.writers import check_output_path, write_derived_series, write_nifti
 from .precision import prepare_model, resolve_precision
 from .visualize import SOFT_TISSUE, save_panels
 
@@ -45,6 +48,7 @@ class CaseResult:
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 class CTDenoisingWorkflow:
@@ -63,6 +67,12 @@ class CTDenoisingWorkflow:
         write_png: write a PNG of the middle slice: input, denoised and their difference.
         series_description_suffix: appended to the derived series' SeriesDescription.
         progress: show a progress bar per case.
+        checkpoint_option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
+            ``--ckpt_path``, the CLI's ``--checkpoint``).
+
+    Outputs of a case are written under hidden temporary names and swapped in together once all are complete:
+    afterwards the case has exactly this run's outputs (a stale ``<case>_dicom/`` or ``<case>.png`` of an
+    earlier run is removed), and a case that fails keeps the earlier run's outputs untouched.
     """
 
     def __init__(
@@ -86,9 +96,14 @@ class CTDenoisingWorkflow:
         write_png: bool = True,
         series_description_suffix: str = " [ldct-clip]",
         progress: bool = True,
+        checkpoint_option: str = "--ckpt_path",
     ) -> None:
+        for what, value in (("input", dataset_dir), ("output", output_dir)):
+            if not str(value).strip():
+                raise InputError(f"the {what} path is empty; give a folder or file explicitly.")
         self.dataset_dir = Path(dataset_dir)
         self.output_dir = Path(output_dir)
+        self.checkpoint_option = checkpoint_option
         self.network = network
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
@@ -126,17 +141,21 @@ class CTDenoisingWorkflow:
             where = self.ckpt_path or "(none given)"
             raise WeightsError(
                 f"no checkpoint at {where}. Put the trained weights there (see `ldct-clip weights`), pass "
-                "`--ckpt_path PATH`, or train one with monai_bundle/configs/train.json."
+                f"`{self.checkpoint_option} PATH`, or train one with monai_bundle/configs/train.json."
             )
         return prepare_model(self.network, self.device, channels_last=self.channels_last, compile=self.compile)
 
     # -- one case -----------------------------------------------------------------------------------------
 
     def denoise_case(self, case: Case, model: torch.nn.Module) -> CaseResult:
+        """Read, denoise and write one case; its outputs replace the previous ones only once all are written."""
         start = time.perf_counter()
-        volume = read_case(case)
-        for note in volume.warnings:
-            log.warning("%s: %s", case.name, note)
+        finals = self._outputs(case.name)
+        self._check_outputs(finals)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            volume = read_case(case)
+        notes = _log_once(case.name, [*volume.warnings, *(str(w.message) for w in caught)])
         n = volume.hu.shape[-1]
         with tqdm(total=n, desc=case.name, unit="slice", file=sys.stderr, disable=not self.progress, leave=False) as bar:
             denoised = denoise_volume(
@@ -144,22 +163,52 @@ class CTDenoisingWorkflow:
                 hu_window=self.hu_window, device=self.device, precision=self.precision,
                 channels_last=self.channels_last, progress=lambda done, total: bar.update(done - bar.n),
             )
-        outputs: list[Path] = []
+        staged: list[tuple[Path, Path]] = []  # (temporary, final)
         try:
-            outputs.append(write_nifti(denoised, volume.affine, self.output_dir / f"{case.name}.nii.gz", inputs=[volume.source]))
+            tmp = temp_name(finals["nifti"])
+            staged.append((tmp, finals["nifti"]))
+            write_nifti(denoised, volume.affine, tmp, inputs=[volume.source])
             if self.write_dicom and volume.dicom_headers:
-                files = write_derived_series(
-                    denoised, volume.dicom_headers, self.output_dir / f"{case.name}_dicom",
-                    series_description_suffix=self.series_description_suffix, inputs=[volume.source], overwrite=True,
+                tmp = temp_name(finals["dicom"])
+                staged.append((tmp, finals["dicom"]))
+                write_derived_series(
+                    denoised, volume.dicom_headers, tmp,
+                    series_description_suffix=self.series_description_suffix, inputs=[volume.source],
                 )
-                outputs.append(files[0].parent)
             if self.write_png:
-                outputs.append(self._preview(volume.hu, denoised, self.output_dir / f"{case.name}.png"))
+                tmp = temp_name(finals["png"])
+                staged.append((tmp, finals["png"]))
+                self._preview(volume.hu, denoised, tmp)
+            written = {final for _, final in staged}
+            # earlier outputs of this case that this run does not produce (e.g. <case>_dicom/ before --no-dicom)
+            obsolete = [p for key, p in finals.items() if p not in written and _is_output_kind(p, key)]
+            for p in [*written, *obsolete]:
+                check_output_path(p, [volume.source], replacing=True)
+            replace_together(staged, obsolete)
         except BaseException:
-            _remove(outputs)  # a failed case leaves nothing half-done behind
+            for tmp, _ in staged:
+                remove_path(tmp)  # a failed case leaves nothing half-done behind, and the earlier result as it was
             raise
         seconds = time.perf_counter() - start
-        return CaseResult(case.name, True, n, seconds, outputs)
+        return CaseResult(case.name, True, n, seconds, [final for _, final in staged], warnings=notes)
+
+    def _outputs(self, name: str) -> dict[str, Path]:
+        """Every path a case named ``name`` may own in the output folder."""
+        return {
+            "nifti": self.output_dir / f"{name}.nii.gz",
+            "dicom": self.output_dir / f"{name}_dicom",
+            "png": self.output_dir / f"{name}.png",
+        }
+
+    @staticmethod
+    def _check_outputs(finals: dict[str, Path]) -> None:
+        """Refuse before any work when something that is not an earlier output sits where an output goes."""
+        for key, path in finals.items():
+            if os.path.lexists(path) and not _is_output_kind(path, key):
+                what = "a link" if path.is_symlink() else "a file" if key == "dicom" else "a folder"
+                raise InputError(
+                    f"{path} is {what}, not an earlier output of this case; move it away or choose another output folder."
+                )
 
     @staticmethod
     def _preview(noisy: np.ndarray, denoised: np.ndarray, path: Path) -> Path:
@@ -190,8 +239,25 @@ class CTDenoisingWorkflow:
             raise SystemExit(2)
         return results
 
+    def _check_paths(self) -> None:
+        """Refuse an output folder that is the input or lies inside it (symlinks and ``..`` resolved)."""
+        inp = Path(os.path.realpath(self.dataset_dir))
+        out = Path(os.path.realpath(self.output_dir))
+        if out == inp or inp in out.parents:
+            raise InputError(
+                f"output {self.output_dir} is {'the input' if out == inp else 'inside the input'} {self.dataset_dir} "
+                f"(resolved: {out} and {inp}); results must not be written into the input. Choose an output folder "
+                "outside it."
+            )
+        if os.path.lexists(out) and not out.is_dir():
+            raise InputError(f"output {self.output_dir} exists and is not a folder; choose a folder path.")
+
     def _run(self) -> list[CaseResult]:
-        cases = find_cases(self.dataset_dir)
+        self._check_paths()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cases = find_cases(self.dataset_dir)
+        _log_once(str(self.dataset_dir), [str(w.message) for w in caught])
         model = self.load_network()
         log.info(
             "%d case(s) from %s -> %s (device %s, precision %s)",
@@ -200,7 +266,12 @@ class CTDenoisingWorkflow:
         results = []
         for case in cases:
             try:
-                result = self.denoise_case(case, model)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        result = self.denoise_case(case, model)
+                    finally:  # e.g. pydicom's complaints about odd values while the derived series is written
+                        _log_once(case.name, [str(w.message) for w in caught])
                 log.info(
                     "%s: %d slices in %.1f s (%.2f slices/s) -> %s",
                     result.name, result.slices, result.seconds, result.slices / max(result.seconds, 1e-9),
@@ -212,7 +283,8 @@ class CTDenoisingWorkflow:
             results.append(result)
         done = sum(r.ok for r in results)
         log.info("done: %d of %d case(s) denoised%s", done, len(results),
-                 "" if done == len(results) else f"; failed: {', '.join(r.name for r in results if not r.ok)}")
+                 "" if done == len(results) else "; FAILED (earlier outputs, if any, kept as they were): "
+                 + ", ".join(r.name for r in results if not r.ok))
         return results
 
 
@@ -227,9 +299,17 @@ def as_flag(value: bool | str, name: str) -> bool:
     return bool(value)
 
 
-def _remove(paths: Sequence[Path]) -> None:
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+def _log_once(where: str, notes: Sequence[str]) -> list[str]:
+    """Log each distinct note once: pydicom/numpy/reader warnings become one log line each, not a Python
+    warning with its source line beside a log line."""
+    unique = list(dict.fromkeys(notes))
+    for note in unique:
+        log.warning("%s: %s", where, note)
+    return unique
+
+
+def _is_output_kind(path: Path, key: str) -> bool:
+    """Whether ``path`` has the type an output ``key`` has: a folder for the DICOM series, a file otherwise."""
+    if path.is_symlink():
+        return False  # never follow a link out of the output folder to replace or delete what it points at
+    return path.is_dir() if key == "dicom" else path.is_file()

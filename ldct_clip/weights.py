@@ -137,7 +137,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor] | dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
         raise WeightsError(
-            f"{path} is not a readable PyTorch weight file ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"{path} is not a readable PyTorch weight file ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}). "
             "It may be truncated or not a checkpoint at all; download it again."
         ) from e
 

@@ -185,8 +185,8 @@ def test_unwritable_output(tmp_path, tiny_checkpoint):
 def test_output_inside_input_is_refused(tmp_path, tiny_checkpoint):
     files = write_ct_series(tmp_path / "in" / "s", phantom_hu((48, 40, 2)))
     before = {p: p.read_bytes() for p in files}
-    [result] = workflow(tmp_path / "in" / "s", tmp_path / "in" / "s", tiny_checkpoint).run()
-    assert not result.ok
+    with pytest.raises(InputError, match="is the input"):
+        workflow(tmp_path / "in" / "s", tmp_path / "in" / "s", tiny_checkpoint).run()
     assert sorted((tmp_path / "in" / "s").iterdir()) == sorted(files)
     assert all(p.read_bytes() == b for p, b in before.items())
 

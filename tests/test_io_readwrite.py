@@ -337,7 +337,7 @@ def test_derived_series_validates_shapes(tmp_path: Path) -> None:
     vol = read_path(tmp_path / "in")
     with pytest.raises(InputError, match="one source header per slice"):
         write_derived_series(vol.hu[:, :, :2], vol.dicom_headers, tmp_path / "a")
-    with pytest.raises(InputError, match="columns x .* rows"):
+    with pytest.raises(InputError, match="rows x .* columns"):
         write_derived_series(vol.hu[:16], vol.dicom_headers, tmp_path / "b")
     bad = vol.hu.copy()
     bad[0, 0, 0] = np.nan

@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ldct_clip.errors import InputError
 
-__all__ = ["Case", "find_cases", "sanitize_name", "NIFTI_SUFFIXES", "ITK_SUFFIXES", "CASE_KINDS"]
+__all__ = [
+    "Case", "find_cases", "sanitize_name", "read_dicom", "dicom_int", "has_dicm_magic",
+    "NIFTI_SUFFIXES", "ITK_SUFFIXES", "CASE_KINDS",
+]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Files SimpleITK reads as a whole volume.  (.mhd/.nhdr are headers next to their raw data files.)
@@ -85,13 +90,75 @@ def _image_kind(path: Path) -> str | None:
     return None
 
 
-def _has_dicm_magic(path: Path) -> bool:
+def has_dicm_magic(path: Path) -> bool:
+    """Whether ``path`` starts with the DICOM Part 10 preamble and ``DICM`` prefix."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_dicom(path: Path, *, stop_before_pixels: bool = False, force: bool | None = None) -> Any:
+    """``pydicom.dcmread`` with every element decoded now, so that a corrupt file fails here and only here.
+
+    pydicom decodes element values lazily: a truncated element, an unknown VR from a flipped byte or junk
+    after the pixel data would otherwise raise ``struct.error``/``NotImplementedError``/... wherever a tag is
+    first read.  ``force`` defaults to ``True`` for files without the ``DICM`` prefix (older exports without
+    preamble), which pydicom then reads as a bare dataset.
+
+    Raises:
+        InputError: the file cannot be parsed, naming it and what to do.
+    """
+    import pydicom
+
+    if force is None:
+        force = not has_dicm_magic(path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force)
+        for elem in ds.iterall():
+            elem.value  # noqa: B018  # decode now (see above)
+        if getattr(ds, "file_meta", None) is not None:
+            for elem in ds.file_meta:
+                elem.value  # noqa: B018
+    except Exception as exc:  # pydicom raises any type on corrupt bytes (struct.error, NotImplementedError, zlib.error...)
+        raise InputError(
+            f"{path}: cannot read DICOM file ({type(exc).__name__}: {_first_line(exc)}). It is corrupt or truncated: "
+            "re-export it or remove it from the folder."
+        ) from exc
+    return ds
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [""])[0][:200]
+
+
+def dicom_int(ds: Any, keyword: str, label: str, default: int | None = None, minimum: int = 1) -> int:
+    """An integer DICOM element (US/IS) that must hold one value >= ``minimum``; ``default`` when absent.
+
+    Raises:
+        InputError: the element is missing without a default, empty, multi-valued or not an integer.
+    """
+    if keyword not in ds:
+        if default is None:
+            raise InputError(f"{label}: no {keyword}; the header is incomplete. Re-export the file.")
+        return default
+    value = ds[keyword].value
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+        raise InputError(f"{label}: {keyword} is present but empty; the header is broken. Re-export the file.")
+    try:
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, (str, bytes))):
+            raise TypeError("several values")
+        number = int(str(value).strip()) if isinstance(value, (str, bytes)) else int(value)
+        if number != float(value):
+            raise ValueError("not a whole number")
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{label}: {keyword} is {value!r}, not one integer ({exc}); the header is broken.") from exc
+    if number < minimum:
+        raise InputError(f"{label}: {keyword} is {number}; it must be at least {minimum}. The header is broken.")
+    return number
 
 
 @dataclass
@@ -110,36 +177,32 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
     (silently dropping it would turn a corrupt slice into a missing one).  Files without the magic
     (old preamble-less exports) are tried leniently and ignored when they do not parse.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import UID
 
-    magic = _has_dicm_magic(path)
+    magic = has_dicm_magic(path)
     if not magic and path.suffix.lower() not in ("", ".dcm", ".dicom", ".ima"):
         return None  # .txt, .json, .png...: not worth a parse attempt
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not magic)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        if magic:
-            raise InputError(
-                f"{path}: looks like a DICOM file but its header cannot be read ({exc}). "
-                "The file is corrupt or truncated: re-export it or remove it from the folder."
-            ) from exc
-        return None
-    try:
-        sop_class = str(ds.get("SOPClassUID", ""))
-        rows = ds.get("Rows")
-        series_uid = ds.get("SeriesInstanceUID")
-    except Exception:  # a forced parse of junk can fail lazily on any element
+        with warnings.catch_warnings():
+            if not magic:  # a forced parse of a file that turns out not to be DICOM warns about its junk
+                warnings.simplefilter("ignore")
+            ds = read_dicom(path, stop_before_pixels=True, force=not magic)
+    except InputError:
         if magic:
             raise
         return None
+    meta = getattr(ds, "file_meta", None)
+    # a DICOMDIR has no SOPClassUID in its dataset, only MediaStorageSOPClassUID in its file meta
+    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "") or "")
+    rows = ds.get("Rows")
+    series_uid = ds.get("SeriesInstanceUID")
     if magic and not sop_class:
         # Every DICOM object has a SOP Class UID; without it the header was cut short or is garbage.
         raise InputError(
             f"{path}: DICOM header is incomplete (no SOPClassUID). The file is corrupt or truncated: "
             "re-export it or remove it from the folder."
         )
-    if magic and rows is None and "Image Storage" in getattr(ds.SOPClassUID, "name", ""):
+    if magic and rows is None and "Image Storage" in UID(sop_class).name:
         raise InputError(
             f"{path}: DICOM image header is cut short (no Rows). The file is corrupt or truncated: "
             "re-export it or remove it from the folder."
@@ -150,7 +213,7 @@ def _read_dicom_info(path: Path) -> _DicomInfo | None:
         if not magic:
             return None
         raise InputError(f"{path}: DICOM image without SeriesInstanceUID; cannot group it into a series.")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = dicom_int(ds, "NumberOfFrames", str(path), default=1)
     is_enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     return _DicomInfo(
         path=path,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
-from ldct_clip.io.cases import Case, find_cases
+from ldct_clip.io.cases import Case, dicom_int, find_cases, has_dicm_magic, read_dicom
 from ldct_clip.io.volume import CTVolume
 
 __all__ = ["read_case", "read_path", "LPS_TO_RAS"]
@@ -31,6 +31,8 @@ _ORIENTATION_TOL = 1e-4  # direction cosines are stored with ~6 decimals
 _SPACING_TOL = 1e-3  # mm
 _DUPLICATE_TOL = 1e-3  # mm: two slices closer than this along the normal are the same position
 _TILT_WARN_DEG = 0.1
+#: No CT value comes near this; rescaled values beyond it mean broken rescale tags (and would overflow float32).
+_HU_LIMIT = 1e6
 
 
 def _warn(notes: list[str], message: str) -> None:
@@ -195,6 +197,19 @@ def _assemble_geometry(slices: list[_Slice], notes: list[str]) -> tuple[list[int
 
 def _rescale(slices: list[_Slice], notes: list[str]) -> None:
     missing = [s for s in slices if s.slope is None or s.intercept is None]
+    for what in ("slope", "intercept"):
+        has = [s for s in slices if getattr(s, what) is not None]
+        lacks = [s for s in slices if getattr(s, what) is None]
+        if has and lacks:
+            # A default for one slice among slices that have a value would shift that slice by the intercept
+            # (typically 1024 HU): guessing is not safe, so refuse.
+            keyword = "RescaleSlope" if what == "slope" else "RescaleIntercept"
+            values = sorted({getattr(s, what) for s in has})
+            raise InputError(
+                f"{lacks[0].label}: no {keyword}, while {len(has)} other slice(s) of the series have one "
+                f"({', '.join(f'{v:g}' for v in values[:3])}); {len(lacks)} slice(s) lack it. Their HU would be wrong: "
+                f"add {keyword} to those files or remove them from the series."
+            )
     if missing:
         _warn(
             notes,
@@ -220,7 +235,11 @@ def _transfer_syntax(ds: Any) -> Any:
 def _codec_problem(ds: Any) -> str | None:
     """A sentence naming what to install when ``ds``'s transfer syntax has no working decoder, else None."""
     ts = _transfer_syntax(ds)
-    if ts is None or not getattr(ts, "is_compressed", False):
+    if ts is None:
+        return None
+    if not getattr(ts, "is_transfer_syntax", False):
+        return f"its file meta names {str(ts)!r}, which is not a known transfer syntax. Re-export the file."
+    if not ts.is_compressed:
         return None
     try:
         from pydicom.pixels import get_decoder  # pydicom >= 3
@@ -240,15 +259,31 @@ def _codec_problem(ds: Any) -> str | None:
 
 
 def _dcmread(path: Path) -> Any:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """The whole file, decoded; a preamble-less file (no ``DICM``) gets the transfer syntax it was read with."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    try:
-        return pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    ds = read_dicom(path)
+    if _transfer_syntax(ds) is None:
+        # Older exports: a bare dataset, no file meta.  pydicom worked out the encoding while reading it, which
+        # says unambiguously how the (then necessarily uncompressed) pixel data are laid out.
+        implicit, little = ds.original_encoding
+        if ds.get("PixelData") is not None and implicit is not None:
+            ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+            )
+    return ds
+
+
+def _check_identity(ds: Any, label: str) -> None:
+    """The UIDs a derived series must cite; a file without them is incomplete."""
+    missing = [k for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if not ds.get(k)]
+    if missing:
         raise InputError(
-            f"{path}: cannot read DICOM file ({type(exc).__name__}: {exc}). It is corrupt or truncated: re-export it or remove it."
-        ) from exc
+            f"{label}: no {', '.join(missing)}; every DICOM image has them, so the header is incomplete. Re-export the "
+            "series (or convert it to NIfTI)."
+        )
 
 
 def _pixels(ds: Any, label: str) -> np.ndarray:
@@ -257,7 +292,7 @@ def _pixels(ds: Any, label: str) -> np.ndarray:
         raise InputError(f"{label}: cannot decode pixel data: {problem}")
     if "PixelData" not in ds:
         raise InputError(f"{label}: DICOM file has no PixelData (not an image?).")
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
+    if dicom_int(ds, "SamplesPerPixel", label, default=1) != 1:
         raise InputError(f"{label}: SamplesPerPixel is {ds.SamplesPerPixel}; CT images are single-channel greyscale.")
     try:
         return np.asarray(ds.pixel_array)
@@ -286,8 +321,8 @@ def _check_ct(ds: Any, label: str) -> None:
 def _single_frame_slice(ds: Any, label: str) -> _Slice:
     return _Slice(
         label=label,
-        rows=int(ds.Rows),
-        cols=int(ds.Columns),
+        rows=dicom_int(ds, "Rows", label),
+        cols=dicom_int(ds, "Columns", label),
         iop=_floats(ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", label),
         ipp=_floats(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", label),
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2, "PixelSpacing", label),
@@ -301,7 +336,15 @@ def _single_frame_slice(ds: Any, label: str) -> _Slice:
 def _to_hu(stored: np.ndarray, s: _Slice) -> np.ndarray:
     """(rows, cols) stored values -> (cols, rows) = (X, Y) float32 HU."""
     # float64 for the arithmetic: slope * stored must not lose the integer precision of 16-bit data.
-    return (stored.astype(np.float64) * s.slope + s.intercept).T.astype(np.float32)  # type: ignore[operator]
+    with np.errstate(over="ignore", invalid="ignore"):
+        hu = stored.astype(np.float64) * s.slope + s.intercept  # type: ignore[operator]
+        big = np.abs(hu).max(initial=0.0)
+    if not np.isfinite(big) or big > _HU_LIMIT:
+        raise InputError(
+            f"{s.label}: RescaleSlope {s.slope:g} and RescaleIntercept {s.intercept:g} give values up to {big:.3g}, "
+            f"beyond any HU (|HU| <= {_HU_LIMIT:g}): the rescale tags are broken. Fix them in the header."
+        )
+    return hu.T.astype(np.float32)
 
 
 def _read_dicom_series(case: Case) -> CTVolume:
@@ -311,7 +354,8 @@ def _read_dicom_series(case: Case) -> CTVolume:
         ds = _dcmread(path)
         label = str(path)
         _check_ct(ds, label)
-        if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        _check_identity(ds, label)
+        if "PerFrameFunctionalGroupsSequence" in ds or dicom_int(ds, "NumberOfFrames", label, default=1) > 1:
             if len(case.paths) == 1:
                 return _read_multiframe(case, ds)
             raise InputError(
@@ -366,7 +410,8 @@ def _read_multiframe(case: Case, ds: Any) -> CTVolume:
             f"{path}: multi-frame file without functional groups (not an enhanced CT object); its frames have no "
             "geometry. Convert it to a single-frame series or NIfTI."
         )
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    n_frames = dicom_int(ds, "NumberOfFrames", str(path), default=1)
+    rows, cols = dicom_int(ds, "Rows", str(path)), dicom_int(ds, "Columns", str(path))
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence", []))
     if per_frame and len(per_frame) != n_frames:
         raise InputError(
@@ -391,8 +436,8 @@ def _read_multiframe(case: Case, ds: Any) -> CTVolume:
         slices.append(
             _Slice(
                 label=label,
-                rows=int(ds.Rows),
-                cols=int(ds.Columns),
+                rows=rows,
+                cols=cols,
                 iop=None
                 if orient is None
                 else _floats(orient.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", label),
@@ -411,9 +456,9 @@ def _read_multiframe(case: Case, ds: Any) -> CTVolume:
     pixels = _pixels(ds, str(path))
     if n_frames == 1:
         pixels = pixels[None]
-    if pixels.shape != (n_frames, int(ds.Rows), int(ds.Columns)):
+    if pixels.shape != (n_frames, rows, cols):
         raise InputError(f"{path}: pixel data shape {pixels.shape} does not match NumberOfFrames/Rows/Columns.")
-    hu = np.empty((int(ds.Columns), int(ds.Rows), n_frames), dtype=np.float32)
+    hu = np.empty((cols, rows, n_frames), dtype=np.float32)
     for k, f in enumerate(order):
         hu[:, :, k] = _to_hu(pixels[f], slices[f])
 
@@ -429,8 +474,11 @@ def _read_multiframe(case: Case, ds: Any) -> CTVolume:
 # ------------------------------------------------------------------------------------ NIfTI / MHA / NRRD
 
 
-def _finish_array(data: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """Squeeze trailing singleton axes, promote 2D to one slice, and check the values are finite."""
+def _finish_array(data: np.ndarray, path: Path, what: str, scaling: str = "") -> np.ndarray:
+    """Squeeze trailing singleton axes, promote 2D to one slice, and check the values are finite HU.
+
+    ``scaling`` names the header fields that scale stored values (for the message when they overflow).
+    """
     if np.iscomplexobj(data) or data.dtype.names is not None:
         raise InputError(f"{path}: {what} has voxel type {data.dtype}; a CT volume must be real-valued (HU).")
     while data.ndim > 3 and data.shape[-1] == 1:
@@ -442,12 +490,33 @@ def _finish_array(data: np.ndarray, path: Path, what: str) -> np.ndarray:
             f"{path}: {what} has shape {data.shape}; only 2D or 3D volumes are supported (a 4D series holds several "
             "volumes: split it and give one 3D volume)."
         )
+    if data.size == 0:
+        raise InputError(f"{path}: {what} has shape {data.shape}, with a zero-length axis: there are no voxels.")
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise InputError(
             f"{path}: {bad} voxel(s) are NaN or infinite. Fix or mask them (e.g. set them to -1024 HU) before denoising."
         )
+    big = float(np.abs(data).max())
+    if big > _HU_LIMIT:
+        raise InputError(
+            f"{path}: values up to {big:.3g}, beyond any HU (|HU| <= {_HU_LIMIT:g})"
+            + (f"; the header's {scaling} overflow" if scaling else "")
+            + ". Fix the header or the data (the values must be HU)."
+        )
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _check_affine(affine: np.ndarray, path: Path, header: str) -> np.ndarray:
+    """Refuse a voxel -> mm matrix that is not finite or not invertible; ``header`` names where it came from."""
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{path}: the {header} holds NaN or infinite values, so voxels have no position. Fix the header.")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(
+            f"{path}: the {header} is singular (a zero or degenerate voxel size/direction), so voxels have no position. "
+            "Fix the header (e.g. set a valid sform or qform)."
+        )
+    return affine
 
 
 def _read_nifti(case: Case) -> CTVolume:
@@ -461,11 +530,16 @@ def _read_nifti(case: Case) -> CTVolume:
         raise InputError(
             f"{path}: cannot read NIfTI file ({type(exc).__name__}: {exc}). It is corrupt or truncated."
         ) from exc
-    data = _finish_array(np.asarray(data), path, "NIfTI image")
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = _finish_array(np.asarray(data), path, "NIfTI image", "scl_slope/scl_inter")
     affine = np.asarray(img.affine, dtype=np.float64)
     notes: list[str] = []
     if data.shape[2] == 1 and np.allclose(affine[:3, 2], 0):
         affine[2, 2] = 1.0  # a 2D image's affine may have a zero third column; keep it invertible
+    header = img.header
+    sform, qform = int(header["sform_code"]), int(header["qform_code"])
+    source = "sform" if sform > 0 else "qform" if qform > 0 else "pixdim (no sform or qform)"
+    _check_affine(affine, path, f"NIfTI header's {source} (sform_code {sform}, qform_code {qform})")
     return CTVolume(hu=data, affine=affine, name=case.name, source=path, kind="nifti", warnings=notes)
 
 
@@ -473,11 +547,22 @@ def _read_itk(case: Case) -> CTVolume:
     import SimpleITK as sitk
 
     path = case.paths[0]
+    if has_dicm_magic(path):
+        _refuse_renamed_dicom(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        img = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
+        if "GDCM" in reader.GetImageIO():
+            _refuse_renamed_dicom(path)
+        img = reader.Execute()
     except RuntimeError as exc:
+        if _parses_as_dicom(path):  # a DICOM without preamble, renamed: GDCM does not recognise it
+            _refuse_renamed_dicom(path)
+        # ITK's text ends in a line that can mislead ("No such file or directory" for a short raw block)
         raise InputError(
-            f"{path}: SimpleITK cannot read it ({str(exc).strip().splitlines()[-1]}). It is corrupt, truncated, or not an image."
+            f"{path}: SimpleITK cannot read it as an image: the file is corrupt, truncated (the header promises more "
+            "voxel data than the file holds), or not an MHA/MHD/NRRD image."
         ) from exc
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
@@ -490,6 +575,8 @@ def _read_itk(case: Case) -> CTVolume:
             f"{path}: {dim}D image of size {size}; only 2D or 3D volumes are supported. Split it into 3D volumes."
         )
     # GetArrayFromImage gives (Z, Y, X) (C order of ITK's x-fastest buffer): reverse to (X, Y, Z).
+    if 0 in size:
+        raise InputError(f"{path}: image of size {size} has a zero-length axis: there are no voxels.")
     data = sitk.GetArrayFromImage(img).transpose(tuple(range(dim))[::-1])
     data = _finish_array(data, path, "image")
     d = min(dim, 3)
@@ -502,7 +589,33 @@ def _read_itk(case: Case) -> CTVolume:
     lps = np.eye(4)
     lps[:3, :3] = direction * spacing  # ITK direction columns are the axis directions, in LPS+
     lps[:3, 3] = origin
+    _check_affine(lps, path, "image header's spacing/direction/origin")
     return CTVolume(hu=data, affine=LPS_TO_RAS @ lps, name=case.name, source=path, kind="image")
+
+
+def _parses_as_dicom(path: Path) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # forced parse of what may be junk
+        try:
+            ds = read_dicom(path, stop_before_pixels=True, force=True)
+        except InputError:
+            return False
+    return bool(ds.get("SOPClassUID") and ds.get("Modality"))
+
+
+def _refuse_renamed_dicom(path: Path) -> None:
+    """A DICOM file with an image-file name: say what it is rather than read it through SimpleITK as if HU."""
+    modality = "unknown"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            modality = str(read_dicom(path, stop_before_pixels=True, force=True).get("Modality", "") or "missing")
+    except InputError:
+        pass
+    raise InputError(
+        f"{path}: this is a DICOM file (Modality {modality}), not an {path.suffix} image. Give DICOM files a .dcm name "
+        "(or none) so they are read as DICOM; only CT series are denoised."
+    )
 
 
 # ------------------------------------------------------------------------------------------------ public

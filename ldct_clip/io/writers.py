@@ -513,7 +513,7 @@ def write_derived_series(
     for ds in (headers[0], headers[-1]):
         if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
             raise InputError(
-                f"HU array is {cols} columns x {rows} rows per slice but the source header says {ds.Columns} x {ds.Rows}; "
+                f"HU array is {rows} rows x {cols} columns per slice but the source header says {ds.Rows} x {ds.Columns}; "
                 "write the result at the source resolution."
             )
     multiframe = is_multiframe_headers(headers)

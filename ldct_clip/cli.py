@@ -80,7 +80,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         device=args.device, precision=args.precision,
         channels_last=not args.no_channels_last, compile=args.compile, roi_size=args.roi_size, overlap=args.overlap,
         sw_batch_size=args.sw_batch_size, hu_min=args.hu_min, hu_max=args.hu_max, write_dicom=not args.no_dicom,
-        write_png=not args.no_png, progress=not args.quiet, checkpoint_option="--checkpoint",
+        write_png=not args.no_png, progress=not args.quiet, checkpoint_option="--checkpoint", shard=args.shard,
+        skip_complete=args.resume,
     )
     results = workflow.run()
     return 0 if all(r.ok for r in results) else 2  # every failed case is a user error, already reported
@@ -281,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
     d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
     d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
+    d.add_argument("--shard", metavar="I/N", help="denoise only shard I of N (0-based, round-robin over the sorted "
+                   "cases), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; writes a summary CSV")
+    d.add_argument("--resume", action="store_true",
+                   help="skip cases whose complete outputs already exist (redo incomplete ones)")
     d.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
     d.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
     d.add_argument("--no-png", action="store_true", help="do not write PNG previews")

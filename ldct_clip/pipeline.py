@@ -6,10 +6,17 @@ DICOM series (DICOM input) and a PNG preview. A case that fails with a user erro
 the others go on, and the run ends with exit status 2 (both doors). A DICOM series with one unreadable slice
 (truncated, corrupt) is refused as a whole, never denoised with that slice missing. The output folder must
 not be the input or inside it (symlinks and ``..`` resolved).
+
+Cohorts: under ``torchrun`` (``multi_gpu_inference.json``) or with ``shard="i/n"`` each process denoises its own
+round-robin share of the cases (:mod:`ldct_clip.shards`), so each case is written by exactly one process; with
+``skip_complete`` a rerun skips the cases whose complete outputs exist and redoes the rest. A sharded run writes
+``denoise_summary.csv`` (one row per case, all ranks merged by rank 0; ``denoise_summary_shard-i-of-n.csv`` for
+an explicit shard).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import sys
@@ -26,11 +33,12 @@ from tqdm import tqdm
 from .checkpoints import load_checkpoint, load_weights
 from .errors import InputError, LdctClipError, WeightsError
 from .inference import denoise_volume
-from .io.atomic import remove_path, replace_together, temp_name
+from .io.atomic import atomic_path, remove_path, replace_together, temp_name
 from .io.cases import Case, find_cases
 from .io.readers import read_case
 from .io.writers import check_output_path, write_derived_series, write_nifti
 from .precision import prepare_model, resolve_precision
+from .shards import Shard, gather, resolve_shard, select
 from .visualize import SOFT_TISSUE, save_panels
 
 __all__ = ["CTDenoisingWorkflow", "CaseResult"]
@@ -49,6 +57,8 @@ class CaseResult:
     outputs: list[Path] = field(default_factory=list)
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    skipped: bool = False  # complete outputs of an earlier run were kept (``skip_complete``)
+    shard: int = 0
 
 
 class CTDenoisingWorkflow:
@@ -69,6 +79,10 @@ class CTDenoisingWorkflow:
         progress: show a progress bar per case.
         checkpoint_option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
             ``--ckpt_path``, the CLI's ``--checkpoint``).
+        shard: ``"i/n"``: denoise only shard ``i`` of ``n`` (0-based, round-robin over the sorted cases); default:
+            the process's rank under ``torchrun``, else all cases.
+        skip_complete: skip a case whose complete outputs (NIfTI, and the DICOM series and PNG this run would
+            write) already exist; a case with missing outputs is redone.
 
     Outputs of a case are written under hidden temporary names and swapped in together once all are complete:
     afterwards the case has exactly this run's outputs (a stale ``<case>_dicom/`` or ``<case>.png`` of an
@@ -97,6 +111,8 @@ class CTDenoisingWorkflow:
         series_description_suffix: str = " [ldct-clip]",
         progress: bool = True,
         checkpoint_option: str = "--ckpt_path",
+        shard: str | Sequence[int] | None = None,
+        skip_complete: bool = False,
     ) -> None:
         for what, value in (("input", dataset_dir), ("output", output_dir)):
             if not str(value).strip():
@@ -119,6 +135,8 @@ class CTDenoisingWorkflow:
         self.write_png = as_flag(write_png, "write_png")
         self.series_description_suffix = series_description_suffix
         self.progress = progress
+        self.shard = shard
+        self.skip_complete = as_flag(skip_complete, "skip_complete")
 
     # -- set-up -----------------------------------------------------------------------------------------
 
@@ -200,6 +218,14 @@ class CTDenoisingWorkflow:
             "png": self.output_dir / f"{name}.png",
         }
 
+    def is_complete(self, case: Case) -> bool:
+        """Whether every output this run would write for ``case`` exists (outputs are swapped in together, so a
+        case interrupted while written lacks some of them)."""
+        finals = self._outputs(case.name)
+        wanted = ["nifti"] + (["dicom"] if self.write_dicom and case.kind == "dicom" else [])
+        wanted += ["png"] if self.write_png else []
+        return all(_is_output_kind(finals[key], key) for key in wanted)
+
     @staticmethod
     def _check_outputs(finals: dict[str, Path]) -> None:
         """Refuse before any work when something that is not an earlier output sits where an output goes."""
@@ -258,13 +284,21 @@ class CTDenoisingWorkflow:
             warnings.simplefilter("always")
             cases = find_cases(self.dataset_dir)
         _log_once(str(self.dataset_dir), [str(w.message) for w in caught])
+        shard = resolve_shard(self.shard)
+        total = len(cases)
+        cases = select(cases, shard)
         model = self.load_network()
         log.info(
-            "%d case(s) from %s -> %s (device %s, precision %s)",
-            len(cases), self.dataset_dir, self.output_dir, self.device, self.precision,
+            "%d case(s)%s from %s -> %s (device %s, precision %s)",
+            len(cases), f" (shard {shard[0]}/{shard[1]} of {total})" if shard else "", self.dataset_dir,
+            self.output_dir, self.device, self.precision,
         )
         results = []
         for case in cases:
+            if self.skip_complete and self.is_complete(case):
+                log.info("%s: skipped: complete outputs of an earlier run exist", case.name)
+                results.append(CaseResult(case.name, True, skipped=True, shard=shard[0] if shard else 0))
+                continue
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -280,12 +314,42 @@ class CTDenoisingWorkflow:
             except LdctClipError as e:
                 result = CaseResult(case.name, False, message=str(e))
                 log.error("%s: FAILED: %s", case.name, e)
+            result.shard = shard[0] if shard else 0
             results.append(result)
-        done = sum(r.ok for r in results)
-        log.info("done: %d of %d case(s) denoised%s", done, len(results),
-                 "" if done == len(results) else "; FAILED (earlier outputs, if any, kept as they were): "
-                 + ", ".join(r.name for r in results if not r.ok))
+        _log_summary(results, "done" if shard is None else f"shard {shard[0]}/{shard[1]} done")
+        if shard is not None:
+            self._write_summary(results, shard)
         return results
+
+    def _write_summary(self, results: list[CaseResult], shard: Shard) -> None:
+        """One CSV for the run: rank 0 merges every rank's results (an explicit shard writes its own)."""
+        merged = [r for rank_results in gather(results) for r in rank_results]
+        if resolve_shard(None) is not None:  # torchrun: rank 0 speaks for all
+            if shard[0] != 0:
+                return
+            _log_summary(merged, f"all {shard[1]} shards done")
+            path = self.output_dir / "denoise_summary.csv"
+        else:
+            path = self.output_dir / f"denoise_summary_shard-{shard[0]}-of-{shard[1]}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = ("case", "status", "shard", "slices", "seconds", "outputs", "message")
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for r in sorted(merged, key=lambda r: r.name):
+                status = "skipped" if r.skipped else "denoised" if r.ok else "failed"
+                writer.writerow([r.name, status, r.shard, r.slices, f"{r.seconds:.2f}",
+                                 ";".join(str(p) for p in r.outputs), r.message])
+        log.info("summary: %s", path)
+
+
+def _log_summary(results: Sequence[CaseResult], what: str) -> None:
+    done = sum(r.ok for r in results)
+    skipped = sum(r.skipped for r in results)
+    log.info("%s: %d of %d case(s) denoised%s%s", what, done, len(results),
+             f" ({skipped} skipped: complete outputs existed)" if skipped else "",
+             "" if done == len(results) else "; FAILED (earlier outputs, if any, kept as they were): "
+             + ", ".join(r.name for r in results if not r.ok))
 
 
 def as_flag(value: bool | str, name: str) -> bool:

@@ -531,22 +531,24 @@ class CTNoise(Randomizable, Transform):
         noise: ``"gaussian"`` -- the paper's i.i.d. Gaussian noise of ``sigma / 255`` on the image normalised to
             [0, 1] over ``hu_window`` (:func:`ldct_clip.simulation.add_gaussian_noise`; 5/255 on [-1024, 3072]
             is about 80 HU), or ``"projection"`` -- the projection-domain low-dose simulator
-            (:func:`ldct_clip.simulation.simulate_low_dose` at ``dose_fraction``): correlated FBP-textured noise,
-            but about 2 s per 512 x 512 slice on one core, so it needs many DataLoader workers.
+            (:func:`ldct_clip.simulation.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
+            correlated FBP-textured noise, all planes of a call in one batch on the input's device (CPU in
+            DataLoader workers, or CUDA when applied to a batch on the GPU).
         sigma: Gaussian noise level in 1/255 of the [0, 1] window, for ``slice_thickness_mm`` thick slices.
         slice_thickness_mm: thickness of the training slices; with ``reference_thickness_mm`` the effective
             level is :func:`sigma_for_slice_thickness` (``sigma`` as given when both are 1 mm).
         reference_thickness_mm: the thickness ``sigma`` is stated for (the paper's 5/255 is for 1 mm).
         hu_window: ``(hu_min, hu_max)`` of the [0, 1] normalisation.
-        dose_fraction: ``"projection"`` only: simulated dose relative to the input's.
-        simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose` arguments (``pixel_size_mm``,
-            ``incident_flux``, ``geometry``...).
+        dose_fraction: ``"projection"`` only: simulated dose relative to the input's, or a range ``[lo, hi]``
+            from which each plane draws its own dose uniformly (one model for several dose levels).
+        simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose_torch` arguments
+            (``pixel_size_mm``, ``incident_flux``, ``geometry``, ``method``...).
 
     Input and output: ``(C, X, Y)`` or ``(X, Y)`` array or tensor in HU; the output has the input's type and
     device, float32, unclipped (the paper feeds the unclipped noisy image to the network).
     """
 
-    backend = [TransformBackends.NUMPY]
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
 
     def __init__(
         self,
@@ -555,17 +557,23 @@ class CTNoise(Randomizable, Transform):
         slice_thickness_mm: float = 1.0,
         reference_thickness_mm: float = 1.0,
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
-        dose_fraction: float = 0.25,
+        dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if noise not in ("gaussian", "projection"):
             raise InputError(f"noise must be 'gaussian' (the paper's) or 'projection' (simulated low dose), got {noise!r}.")
-        if noise == "projection" and not (0.0 < float(dose_fraction) <= 1.0):
-            raise InputError(f"dose_fraction must be in (0, 1] (e.g. 0.25 for quarter dose), got {dose_fraction}.")
+        doses = [dose_fraction] if isinstance(dose_fraction, (int, float)) else list(dose_fraction)
+        if noise == "projection" and not (
+            len(doses) in (1, 2) and all(0.0 < float(d) <= 1.0 for d in doses) and float(doses[0]) <= float(doses[-1])
+        ):
+            raise InputError(
+                f"dose_fraction must be in (0, 1] (e.g. 0.25 for quarter dose) or a range [lo, hi] within it, "
+                f"got {dose_fraction}."
+            )
         self.noise = noise
         self.sigma = sigma_for_slice_thickness(sigma, slice_thickness_mm, reference_thickness_mm)
         self.hu_window = window_from(hu_window)
-        self.dose_fraction = float(dose_fraction)
+        self.dose_range = (float(doses[0]), float(doses[-1]))
         self.simulation_kwargs = dict(simulation_kwargs or {})
         self._seed = 0
 
@@ -576,18 +584,21 @@ class CTNoise(Randomizable, Transform):
     def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> np.ndarray | torch.Tensor:
         if randomize:
             self.randomize()
-        from .simulation import add_gaussian_noise, simulate_low_dose
+        from .simulation import add_gaussian_noise, simulate_low_dose_torch
 
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         if self.noise == "gaussian":
             out = add_gaussian_noise(arr, self.sigma, hu_window=self.hu_window, seed=self._seed)
         else:
-            planes = arr.reshape((-1,) + arr.shape[-2:])  # simulate_low_dose works on (X, Y) slices
-            seeds = np.random.SeedSequence(self._seed).generate_state(len(planes))
-            out = np.stack([
-                simulate_low_dose(p, self.dose_fraction, seed=int(s), **self.simulation_kwargs)
-                for p, s in zip(planes, seeds)
-            ]).reshape(arr.shape)
+            # all planes in one batch, on the input's device (a CUDA batch gets its noise on the GPU)
+            x = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.asarray(arr, dtype=np.float32))
+            planes = x.detach().reshape((-1,) + tuple(x.shape[-2:]))
+            rng = np.random.default_rng(self._seed)
+            lo, hi = self.dose_range
+            doses = torch.as_tensor(rng.uniform(lo, hi, len(planes)) if hi > lo else np.full(len(planes), lo))
+            seeds = [int(v) for v in rng.integers(0, 2**62, len(planes))]
+            out = simulate_low_dose_torch(planes, doses, seeds=seeds, **self.simulation_kwargs).reshape(x.shape)
+            return out if isinstance(img, torch.Tensor) else out.numpy()
         out_t, *_ = convert_to_dst_type(out.astype(np.float32), img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)
         return out_t
 
@@ -610,7 +621,7 @@ class RandCTNoised(Randomizable, MapTransform):
         slice_thickness_mm: float = 1.0,
         reference_thickness_mm: float = 1.0,
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
-        dose_fraction: float = 0.25,
+        dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:

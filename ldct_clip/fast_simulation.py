@@ -17,7 +17,9 @@ Two methods, both batched over slices ``(B, n, n)`` and running on CPU or CUDA:
   the dose scaling, the FBP texture and its direction-dependence (streaks along the noisiest paths, at the
   angular resolution of ``180 / K`` degrees) and costs ``2K`` FFTs per slice instead of ``views x n^2``
   interpolations.  Its output is Gaussian: the Poisson model's log-bias (a fraction of a HU) and photon-starved
-  tails are not reproduced; use ``"projection"`` for those.
+  tails are not reproduced; use ``"projection"`` for those.  Parallel beam only: the fan-beam rebinning
+  interpolates readings and so reshapes the spectrum in a way this closed form does not follow, so fan beam
+  always takes ``"projection"``.
 
 Both use the coarse line-integral map of the reference (the line integrals only set the noise variance).
 
@@ -173,8 +175,9 @@ def _ramp_filter(sino: torch.Tensor, filter_name: str) -> torch.Tensor:
     """Filter ``(B, V, nb)`` projections along the last axis exactly as ``iradon`` (zero padding, crop)."""
     nb = sino.shape[-1]
     size = _padded_size(nb)
-    resp = torch.as_tensor(_ramp_response(size, filter_name)[: size // 2 + 1], dtype=sino.dtype, device=sino.device)
-    return torch.fft.irfft(torch.fft.rfft(sino, n=size) * resp, n=size)[..., :nb]
+    resp = torch.as_tensor(_ramp_response(size, filter_name), dtype=sino.dtype, device=sino.device)
+    # the full complex FFT, as iradon: its windows (np.hanning shifted) are not exactly even for an even size
+    return torch.fft.ifft(torch.fft.fft(sino, n=size) * resp, n=size).real[..., :nb]
 
 
 def back_project(q: torch.Tensor, theta_deg: torch.Tensor, n: int) -> torch.Tensor:
@@ -260,12 +263,10 @@ def _projection_noise(
 
 
 @lru_cache(maxsize=8)
-def _sector_nps(n: int, views: int, filter_name: str, sectors: int, fan_shaping: bool) -> np.ndarray:
+def _sector_nps(n: int, views: int, filter_name: str, sectors: int) -> np.ndarray:
     """Closed-form NPS per sector of ``iradon`` noise for unit ray-noise variance: ``(sectors, n, n // 2 + 1)``.
 
-    Sums to the NPS whose mean over the grid is the pixel variance (iradon units).  ``fan_shaping``: the
-    detector-direction smoothing of the fan rebinning (linear interpolation at a uniformly random offset:
-    power ``1 - (1 - cos 2 pi rho) / 3``) is included.
+    Sums to the NPS whose mean over the grid is the pixel variance (iradon units).
     """
     nb = n + int(math.ceil(math.sqrt(2.0) * n - n))
     size = _padded_size(nb)
@@ -282,8 +283,6 @@ def _sector_nps(n: int, views: int, filter_name: str, sectors: int, fan_shaping:
             h2 = np.interp(np.mod(rho, 1.0), grid_r, power)
             dens = np.where(rho > 0, (views / math.pi) / np.where(rho > 0, rho, 1.0), 0.0)
             term = (math.pi / (2 * views)) ** 2 * dens * h2 * np.sinc(rho) ** 4
-            if fan_shaping:
-                term = term * (1.0 - (1.0 - np.cos(2 * math.pi * rho)) / 3.0)
             # the ridge of view theta varies along u = (-sin, cos) in (x, y): frequency angle phi = theta + 90
             theta = np.mod(np.arctan2(-ax, ay), math.pi)
             g = np.minimum((theta / math.pi * sectors).astype(int), sectors - 1)
@@ -325,24 +324,15 @@ def _sector_noise(
     """Noise (iradon units) of ``(B, n, n)`` slices by sector-wise image-domain insertion (module docstring)."""
     b = p.shape[0]
     var = _ray_variance(p[:, :-1], k, incident_flux, electronic_noise_var, noise_model)  # (B, views_c, ns)
-    if geometry == "fan":
-        # Both readings of a line see its line integral; the rebinned ray averages two interpolated readings.
-        var = var * _FAN_VARIANCE
     na = min(n, _AMP_MAX_PIXELS)
     mat = _amplitude_backprojector(na, n, var.shape[1], _SECTORS, float(s_grid[-1]), var.shape[2]).to(p.device)
     amp2 = (mat @ var.reshape(b, -1).T.contiguous()).T.reshape(b * _SECTORS, 1, na, na)
     amp = torch.sqrt(torch.clamp(F.interpolate(amp2, size=(n, n), mode="bilinear", align_corners=False), min=0.0))
     amp = amp.reshape(b, _SECTORS, n, n)
-    nps = torch.as_tensor(_sector_nps(n, views, filter_name, _SECTORS, geometry == "fan"), device=p.device)
+    nps = torch.as_tensor(_sector_nps(n, views, filter_name, _SECTORS), device=p.device)
     white = torch.stack([torch.randn((_SECTORS, n, n), generator=g, device=p.device, dtype=p.dtype) for g in generators])
     w = torch.fft.irfft2(torch.fft.rfft2(white) * torch.sqrt(nps), s=(n, n))
     return (amp * w).sum(dim=1)
-
-
-# Variance of a rebinned fan-beam ray relative to one reading: the mean of two readings (1/2), each a bilinear
-# interpolation at uniformly random offsets; the detector-direction part is in the NPS shaping, the view
-# direction keeps its low-frequency power in the sum over views.
-_FAN_VARIANCE = 0.5
 
 
 def noise_hu_batch(

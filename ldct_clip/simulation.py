@@ -46,7 +46,7 @@ MU_WATER_PER_MM = 0.0192
 ProgressArg = Union[Callable[[int, int], None], bool, None]
 
 NoiseModel = Literal["variance_matched", "poisson"]
-#: ``"auto"``: ``"projection"`` on CUDA, ``"sector"`` on CPU (see :mod:`ldct_clip.fast_simulation`);
+#: ``"auto"``: ``"projection"`` on CUDA and for fan beam, ``"sector"`` on CPU (see :mod:`ldct_clip.fast_simulation`);
 #: ``"reference"``: the scikit-image implementation, one slice at a time.
 Method = Literal["auto", "sector", "projection", "reference"]
 Geometry = Literal["parallel", "fan"]
@@ -365,8 +365,10 @@ def _validate_sim_args(
     _check_positive(source_distance_mm, "source_distance_mm", "Use the source-to-isocentre distance, about 595 mm.")
 
 
-def _check_fan(geometry: str, image: np.ndarray, source_distance_mm: float, pixel_size_mm: float) -> None:
+def _check_fan(geometry: str, image: np.ndarray, source_distance_mm: float, pixel_size_mm: float, method: str) -> None:
     """Refuse a fan-beam source inside the field of view of the (squared) slice, corners included."""
+    if geometry == "fan" and method == "sector":
+        raise InputError("method 'sector' is for parallel beam only; use method='projection' or 'auto' for fan beam.")
     radius = _num_bins(max(image.shape[:2])) / 2.0
     if geometry == "fan" and source_distance_mm / pixel_size_mm <= radius * 1.05:
         raise InputError(
@@ -403,9 +405,9 @@ def _run_slices(image: np.ndarray, work: Callable[[np.ndarray, int], np.ndarray]
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _resolve(method: str, device: torch.device) -> str:
+def _resolve(method: str, device: torch.device, geometry: str) -> str:
     if method == "auto":
-        return "projection" if device.type == "cuda" else "sector"
+        return "projection" if device.type == "cuda" or geometry == "fan" else "sector"
     return method
 
 
@@ -457,7 +459,7 @@ def simulate_low_dose_torch(
     k = torch.as_tensor(dose_fraction, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
     views = default_num_views(n) if num_views is None else int(num_views)
     noise = noise_hu_batch(
-        mu, k, method=_resolve(method, x.device), views=views, incident_flux=float(incident_flux),
+        mu, k, method=_resolve(method, x.device, geometry), views=views, incident_flux=float(incident_flux),
         electronic_noise_var=float(electronic_noise_var), noise_model=noise_model, geometry=geometry,
         pixel_size_mm=float(pixel_size_mm), mu_water=float(mu_water), filter_name=filter_name,
         source_distance_mm=float(source_distance_mm), generators=_generators(seeds, x.device),
@@ -575,7 +577,7 @@ def simulate_low_dose(
             is reproducible for an integer seed (``None``: fresh entropy).
         progress: ``callable(done, total)`` called after each slice (or batch of slices), ``True`` for a tqdm
             bar, or ``None``.
-        method: ``"auto"`` (default: ``"projection"`` on CUDA, ``"sector"`` on CPU), ``"sector"``,
+        method: ``"auto"`` (default: ``"projection"`` on CUDA and for fan beam, ``"sector"`` otherwise), ``"sector"``,
             ``"projection"`` (the fast batched torch paths of :mod:`ldct_clip.fast_simulation`) or
             ``"reference"`` (scikit-image, one slice at a time).  The paths draw different random numbers for
             the same seed; their noise has the same statistics (tests/test_fast_simulation.py).
@@ -601,7 +603,7 @@ def simulate_low_dose(
         geometry, num_views, incident_flux, electronic_noise_var, mu_water, pixel_size_mm, noise_model, filter_name,
         source_distance_mm, method,
     )
-    _check_fan(geometry, image, source_distance_mm, pixel_size_mm)
+    _check_fan(geometry, image, source_distance_mm, pixel_size_mm, method)
     nz = 1 if image.ndim == 2 else image.shape[2]
     if method != "reference":
         if k == 1.0 and noise_model == "variance_matched":
@@ -668,7 +670,7 @@ def simulate_dose_pair(
         geometry, num_views, incident_flux, electronic_noise_var, mu_water, pixel_size_mm, "poisson", filter_name,
         source_distance_mm, method,
     )
-    _check_fan(geometry, image, source_distance_mm, pixel_size_mm)
+    _check_fan(geometry, image, source_distance_mm, pixel_size_mm, method)
     nz = 1 if image.ndim == 2 else image.shape[2]
     if method != "reference":
         streams = _torch_seeds(seed, nz, streams=2)

@@ -34,6 +34,7 @@ __all__ = [
     "simulate_low_dose_torch",
     "add_gaussian_noise",
     "default_num_views",
+    "dose_range",
     "hu_to_mu",
     "simulate_dose_pair",
     "simulate_low_dose",
@@ -102,6 +103,21 @@ def _check_dose_fraction(dose_fraction: float) -> float:
             "It is the simulated dose relative to the dose of the input image."
         )
     return k
+
+
+def dose_range(dose_fraction: float | Sequence[float]) -> tuple[float, float]:
+    """``(lo, hi)`` of a dose fraction (``lo == hi``) or a range ``[lo, hi]`` in (0, 1], or :class:`InputError`."""
+    doses = [dose_fraction] if isinstance(dose_fraction, (int, float)) else list(dose_fraction)
+    try:
+        ok = len(doses) in (1, 2) and all(0.0 < float(d) <= 1.0 for d in doses) and float(doses[0]) <= float(doses[-1])
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(
+            f"dose_fraction must be in (0, 1] (e.g. 0.25 for quarter dose) or a range [lo, hi] within it "
+            f"(e.g. [0.1, 0.5]), got {dose_fraction}."
+        )
+    return float(doses[0]), float(doses[-1])
 
 
 def _report(progress: ProgressArg, total: int) -> Callable[[int], None]:

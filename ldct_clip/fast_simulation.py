@@ -15,7 +15,8 @@ Two methods, both batched over slices ``(B, n, n)`` and running on CPU or CUDA:
   back-projection, pixel-grid aliasing: closed form below) and ``a_g(x)^2`` is the back-projected ray-noise
   variance of the sector's views (computed on a coarse grid: it varies smoothly).  This keeps the quantum law,
   the dose scaling, the FBP texture and its direction-dependence (streaks along the noisiest paths, at the
-  angular resolution of ``180 / K`` degrees) and costs ``2K`` FFTs per slice instead of ``views x n^2``
+  angular resolution of ``180 / K`` degrees) and costs ``K`` inverse real FFTs per slice (the white noise is drawn
+  directly in the half spectrum) instead of ``views x n^2``
   interpolations.  Its output is Gaussian: the Poisson model's log-bias (a fraction of a HU) and photon-starved
   tails are not reproduced; use ``"projection"`` for those.  Parallel beam only: the fan-beam rebinning
   interpolates readings and so reshapes the spectrum in a way this closed form does not follow, so fan beam
@@ -87,14 +88,14 @@ def _padded_size(nb: int) -> int:
 def _projector(nc: int, f: int, n: int, views: int) -> tuple[torch.Tensor, np.ndarray]:
     """Sparse ray-sampling projector of an ``nc x nc`` coarse image (pixels ``f`` fine pixels wide).
 
-    Rows: ``views x ns`` parallel rays, ``s = (j - ns // 2) * f`` fine pixels from the fine rotation centre
+    Rows: ``views x ns`` parallel rays sampled every coarse pixel, ``s = (j - ns // 2) * f`` fine pixels from the fine rotation centre
     ``n // 2``, ``theta = v * 180 / views``; columns: coarse pixels; values: bilinear weights times the step
     (fine pixels).  Returns the CSR matrix and the ray offsets ``s`` (fine pixels).
     """
     radius = 0.5 * math.sqrt(2.0) * n + 2.0 * f
     ns = 2 * int(math.ceil(radius / f)) + 1
     s = (np.arange(ns) - ns // 2) * float(f)
-    t = np.arange(-radius, radius + 1e-9, f / 2.0)
+    t = np.arange(-radius, radius + 1e-9, float(f))  # one sample per coarse pixel: bilinear sampling needs no more
     th = np.deg2rad(np.arange(views) * (180.0 / views))
     sin, cos = np.sin(th)[:, None, None], np.cos(th)[:, None, None]
     # point of ray (s, theta) at t: x = -s sin + t cos, y = s cos + t sin (fine pixels from the centre)
@@ -111,7 +112,7 @@ def _projector(nc: int, f: int, n: int, views: int) -> tuple[torch.Tensor, np.nd
         ok = (xi >= 0) & (xi < nc) & (yi >= 0) & (yi < nc) & (w > 0)
         r_all.append(rows[ok])
         c_all.append((xi[ok] * nc + yi[ok]).astype(np.int64))
-        w_all.append(w[ok] * (f / 2.0))
+        w_all.append(w[ok] * float(f))
     return _csr(np.concatenate(r_all), np.concatenate(c_all), np.concatenate(w_all), (views * ns, nc * nc)), s
 
 

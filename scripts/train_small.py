@@ -122,12 +122,12 @@ def train(
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(max(1, int(math.ceil(args.minutes * 60.0)))))
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     workflow.run()
-    seconds = time.monotonic() - t0
+    seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - c0
     workflow.finalize()
     network = workflow.parser.get_parsed_content("network_def")
-    return network, {"seconds": seconds, "iterations_done": int(trainer.state.iteration)}
+    return network, {"seconds": seconds, "cpu_seconds": cpu_seconds, "iterations_done": int(trainer.state.iteration)}
 
 
 def evaluate(model: torch.nn.Module, tests: list[tuple[np.ndarray, np.ndarray]], args: argparse.Namespace) -> list[dict]:
@@ -193,11 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         "iterations_planned": iterations,
         "iterations_done": info["iterations_done"],
         "train_seconds": round(info["seconds"], 1),
+        "train_cpu_seconds": round(info["cpu_seconds"], 1),
         "loss_first": float(np.mean(losses[:n])) if losses else math.nan,
         "loss_last": float(np.mean(losses[-n:])) if losses else math.nan,
         "results": rows,
     }
-    print(f"\ntrained {info['iterations_done']}/{iterations} iterations in {info['seconds']:.0f} s; "
+    print(f"\ntrained {info['iterations_done']}/{iterations} iterations in {info['seconds']:.0f} s wall, "
+          f"{info['cpu_seconds']:.0f} s CPU of this process ({info['iterations_done'] / max(info['cpu_seconds'], 1e-9):.2f} "
+          f"iterations per CPU-s, load average {os.getloadavg()[0]:.1f}); "
           f"L1 loss (first/last 10 %): {result['loss_first']:.4f} -> {result['loss_last']:.4f}\n")
     head = f"{'test noise':<10} {'protocol':<24} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}"
     print(head)

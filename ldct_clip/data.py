@@ -47,6 +47,7 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from .errors import InputError
+from .noise_bank import NoiseBank
 from .transforms import DEFAULT_HU_WINDOW, unit_to_hu, window_from
 
 __all__ = [
@@ -69,6 +70,7 @@ DEFAULT_PATIENT_REGEX = r"^([A-Za-z0-9-]+)"
 
 Layout = Literal["auto", "volumes", "npy"]
 NpyUnits = Literal["auto", "hu", "unit"]
+NoiseKind = Literal["gaussian", "projection", "projection_bank"]
 
 _INPUT_SUFFIX = "_input.npy"
 _TARGET_SUFFIX = "_target.npy"
@@ -531,63 +533,91 @@ class CTNoise(Randomizable, Transform):
         noise: ``"gaussian"`` -- the paper's i.i.d. Gaussian noise of ``sigma / 255`` on the image normalised to
             [0, 1] over ``hu_window`` (:func:`ldct_clip.simulation.add_gaussian_noise`; 5/255 on [-1024, 3072]
             is about 80 HU), or ``"projection"`` -- the projection-domain low-dose simulator
-            (:func:`ldct_clip.simulation.simulate_low_dose` at ``dose_fraction``): correlated FBP-textured noise,
-            but about 2 s per 512 x 512 slice on one core, so it needs many DataLoader workers.
+            (:func:`ldct_clip.simulation.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
+            correlated FBP-textured noise, all planes of a call in one batch on the input's device (CPU in
+            DataLoader workers, or CUDA when applied to a batch on the GPU), or ``"projection_bank"`` -- one of
+            the realisations precomputed for this slice in ``noise_bank`` (:mod:`ldct_clip.noise_bank`), drawn at
+            random; the call then needs the slice's ``source=(name, slice)``.
         sigma: Gaussian noise level in 1/255 of the [0, 1] window, for ``slice_thickness_mm`` thick slices.
         slice_thickness_mm: thickness of the training slices; with ``reference_thickness_mm`` the effective
             level is :func:`sigma_for_slice_thickness` (``sigma`` as given when both are 1 mm).
         reference_thickness_mm: the thickness ``sigma`` is stated for (the paper's 5/255 is for 1 mm).
         hu_window: ``(hu_min, hu_max)`` of the [0, 1] normalisation.
-        dose_fraction: ``"projection"`` only: simulated dose relative to the input's.
-        simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose` arguments (``pixel_size_mm``,
-            ``incident_flux``, ``geometry``...).
+        dose_fraction: ``"projection"`` only: simulated dose relative to the input's, or a range ``[lo, hi]``
+            from which each plane draws its own dose uniformly (one model for several dose levels).
+        simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose_torch` arguments
+            (``pixel_size_mm``, ``incident_flux``, ``geometry``, ``method``...).
+        noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.noise_bank.NoiseBank` to draw from.
 
     Input and output: ``(C, X, Y)`` or ``(X, Y)`` array or tensor in HU; the output has the input's type and
     device, float32, unclipped (the paper feeds the unclipped noisy image to the network).
     """
 
-    backend = [TransformBackends.NUMPY]
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
 
     def __init__(
         self,
-        noise: Literal["gaussian", "projection"] = "gaussian",
+        noise: NoiseKind = "gaussian",
         sigma: float = 5.0,
         slice_thickness_mm: float = 1.0,
         reference_thickness_mm: float = 1.0,
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
-        dose_fraction: float = 0.25,
+        dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
+        noise_bank: NoiseBank | None = None,
     ) -> None:
-        if noise not in ("gaussian", "projection"):
-            raise InputError(f"noise must be 'gaussian' (the paper's) or 'projection' (simulated low dose), got {noise!r}.")
-        if noise == "projection" and not (0.0 < float(dose_fraction) <= 1.0):
-            raise InputError(f"dose_fraction must be in (0, 1] (e.g. 0.25 for quarter dose), got {dose_fraction}.")
+        from .simulation import dose_range
+
+        if noise not in ("gaussian", "projection", "projection_bank"):
+            raise InputError(
+                f"noise must be 'gaussian' (the paper's), 'projection' (simulated low dose, online) or "
+                f"'projection_bank' (simulated low dose, precomputed), got {noise!r}."
+            )
+        if noise == "projection_bank" and noise_bank is None:
+            raise InputError("noise 'projection_bank' needs a noise bank: build one with "
+                             "ldct_clip.noise_bank.build_noise_bank (train.json does it from noise_bank_dir).")
         self.noise = noise
         self.sigma = sigma_for_slice_thickness(sigma, slice_thickness_mm, reference_thickness_mm)
         self.hu_window = window_from(hu_window)
-        self.dose_fraction = float(dose_fraction)
+        self.dose_range = dose_range(dose_fraction) if noise == "projection" else (0.25, 0.25)
         self.simulation_kwargs = dict(simulation_kwargs or {})
+        self.noise_bank = noise_bank
         self._seed = 0
 
     def randomize(self, data: Any = None) -> None:
         # one integer seed per call: the simulators draw their noise from np.random.default_rng(seed)
         self._seed = int(self.R.randint(0, 2**31 - 1))
 
-    def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> np.ndarray | torch.Tensor:
+    def __call__(
+        self, img: np.ndarray | torch.Tensor, randomize: bool = True, source: tuple[str, int] | None = None
+    ) -> np.ndarray | torch.Tensor:
+        """``source``: ``(name, slice)`` of the image as :class:`TrainingSlices` names it (``"projection_bank"``)."""
         if randomize:
             self.randomize()
-        from .simulation import add_gaussian_noise, simulate_low_dose
+        from .simulation import add_gaussian_noise, simulate_low_dose_torch
 
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-        if self.noise == "gaussian":
+        if self.noise == "projection_bank":
+            if source is None:
+                raise InputError("noise 'projection_bank' needs the slice's (name, slice): use RandCTNoised on "
+                                 "TrainingSlices items, which carry them.")
+            noise = self.noise_bank.draw(source[0], source[1], np.random.default_rng(self._seed))  # type: ignore[union-attr]
+            if noise.shape != arr.shape[-2:]:
+                raise InputError(f"the noise bank's realisations of {source} are {noise.shape}, the image is "
+                                 f"{arr.shape[-2:]}: rebuild the bank from the training data.")
+            out = arr.astype(np.float32) + noise
+        elif self.noise == "gaussian":
             out = add_gaussian_noise(arr, self.sigma, hu_window=self.hu_window, seed=self._seed)
         else:
-            planes = arr.reshape((-1,) + arr.shape[-2:])  # simulate_low_dose works on (X, Y) slices
-            seeds = np.random.SeedSequence(self._seed).generate_state(len(planes))
-            out = np.stack([
-                simulate_low_dose(p, self.dose_fraction, seed=int(s), **self.simulation_kwargs)
-                for p, s in zip(planes, seeds)
-            ]).reshape(arr.shape)
+            # all planes in one batch, on the input's device (a CUDA batch gets its noise on the GPU)
+            x = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.asarray(arr, dtype=np.float32))
+            planes = x.detach().reshape((-1,) + tuple(x.shape[-2:]))
+            rng = np.random.default_rng(self._seed)
+            lo, hi = self.dose_range
+            doses = torch.as_tensor(rng.uniform(lo, hi, len(planes)) if hi > lo else np.full(len(planes), lo))
+            seeds = [int(v) for v in rng.integers(0, 2**62, len(planes))]
+            out = simulate_low_dose_torch(planes, doses, seeds=seeds, **self.simulation_kwargs).reshape(x.shape)
+            return out if isinstance(img, torch.Tensor) else out.numpy()
         out_t, *_ = convert_to_dst_type(out.astype(np.float32), img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)
         return out_t
 
@@ -597,7 +627,8 @@ class RandCTNoised(Randomizable, MapTransform):
 
     The usual training pipeline copies the clean ``"label"`` into ``"image"`` first
     (``CopyItemsd(keys="label", names="image")``) and adds noise to ``"image"`` only. Keys get independent
-    noise. Arguments are those of :class:`CTNoise`.
+    noise. Arguments are those of :class:`CTNoise`; with ``noise="projection_bank"`` the slice is identified by
+    ``d[name_key]`` and ``d[slice_key]`` (the ``"name"`` and ``"slice"`` of :class:`TrainingSlices` items).
     """
 
     backend = CTNoise.backend
@@ -605,18 +636,22 @@ class RandCTNoised(Randomizable, MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        noise: Literal["gaussian", "projection"] = "gaussian",
+        noise: NoiseKind = "gaussian",
         sigma: float = 5.0,
         slice_thickness_mm: float = 1.0,
         reference_thickness_mm: float = 1.0,
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
-        dose_fraction: float = 0.25,
+        dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
+        noise_bank: NoiseBank | None = None,
+        name_key: str = "name",
+        slice_key: str = "slice",
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.transform = CTNoise(noise, sigma, slice_thickness_mm, reference_thickness_mm, hu_window, dose_fraction,
-                                 simulation_kwargs)
+                                 simulation_kwargs, noise_bank)
+        self.name_key, self.slice_key = name_key, slice_key
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandCTNoised:
         super().set_random_state(seed, state)
@@ -628,6 +663,9 @@ class RandCTNoised(Randomizable, MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        source = None
+        if self.transform.noise == "projection_bank":
+            source = (str(d[self.name_key]), int(d[self.slice_key]))
         for key in self.key_iterator(d):
-            d[key] = self.transform(d[key], randomize=True)
+            d[key] = self.transform(d[key], randomize=True, source=source)
         return d

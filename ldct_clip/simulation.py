@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, Union
 
 import numpy as np
+import torch
 from scipy import ndimage
 from skimage.transform import iradon, radon
 
@@ -29,8 +30,11 @@ from .errors import InputError
 
 __all__ = [
     "MU_WATER_PER_MM",
+    "Method",
+    "simulate_low_dose_torch",
     "add_gaussian_noise",
     "default_num_views",
+    "dose_range",
     "hu_to_mu",
     "simulate_dose_pair",
     "simulate_low_dose",
@@ -43,6 +47,9 @@ MU_WATER_PER_MM = 0.0192
 ProgressArg = Union[Callable[[int, int], None], bool, None]
 
 NoiseModel = Literal["variance_matched", "poisson"]
+#: ``"auto"``: ``"projection"`` on CUDA and for fan beam, ``"sector"`` on CPU (see :mod:`ldct_clip.fast_simulation`);
+#: ``"reference"``: the scikit-image implementation, one slice at a time.
+Method = Literal["auto", "sector", "projection", "reference"]
 Geometry = Literal["parallel", "fan"]
 
 _FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
@@ -96,6 +103,21 @@ def _check_dose_fraction(dose_fraction: float) -> float:
             "It is the simulated dose relative to the dose of the input image."
         )
     return k
+
+
+def dose_range(dose_fraction: float | Sequence[float]) -> tuple[float, float]:
+    """``(lo, hi)`` of a dose fraction (``lo == hi``) or a range ``[lo, hi]`` in (0, 1], or :class:`InputError`."""
+    doses = [dose_fraction] if isinstance(dose_fraction, (int, float)) else list(dose_fraction)
+    try:
+        ok = len(doses) in (1, 2) and all(0.0 < float(d) <= 1.0 for d in doses) and float(doses[0]) <= float(doses[-1])
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(
+            f"dose_fraction must be in (0, 1] (e.g. 0.25 for quarter dose) or a range [lo, hi] within it "
+            f"(e.g. [0.1, 0.5]), got {dose_fraction}."
+        )
+    return float(doses[0]), float(doses[-1])
 
 
 def _report(progress: ProgressArg, total: int) -> Callable[[int], None]:
@@ -276,13 +298,7 @@ class _SliceSimulator:
         # Fan beam, equiangular detector, full rotation: the ray at fan angle gamma from source angle beta is
         # the parallel ray theta = beta + gamma, s = D sin(gamma) (all such rays meet at the source).
         d = source_distance_mm / pixel_size_mm
-        radius = nb / 2.0
-        if d <= radius * 1.05:
-            raise InputError(
-                f"source_distance_mm={source_distance_mm} puts the source inside the field of view "
-                f"(radius {radius * pixel_size_mm:.0f} mm incl. corners); use a larger source distance "
-                "(clinical scanners: about 500-650 mm) or check pixel_size_mm."
-            )
+        radius = nb / 2.0  # _check_fan has made sure the source is outside
         self.d = d
         self.gamma_max = math.asin(radius / d)
         self.gamma = np.linspace(-self.gamma_max, self.gamma_max, nb)
@@ -342,7 +358,10 @@ def _validate_sim_args(
     noise_model: str,
     filter_name: str,
     source_distance_mm: float,
+    method: str = "reference",
 ) -> None:
+    if method not in ("auto", "sector", "projection", "reference"):
+        raise InputError(f"method must be 'auto', 'sector', 'projection' or 'reference', got {method!r}.")
     if geometry not in ("parallel", "fan"):
         raise InputError(f"geometry must be 'parallel' or 'fan', got {geometry!r}.")
     if noise_model not in ("variance_matched", "poisson"):
@@ -362,6 +381,25 @@ def _validate_sim_args(
     _check_positive(source_distance_mm, "source_distance_mm", "Use the source-to-isocentre distance, about 595 mm.")
 
 
+def _check_fan(geometry: str, image: np.ndarray, source_distance_mm: float, pixel_size_mm: float, method: str) -> None:
+    """Refuse a fan-beam source inside the field of view of the (squared) slice, corners included."""
+    if geometry == "fan" and method == "sector":
+        raise InputError("method 'sector' is for parallel beam only; use method='projection' or 'auto' for fan beam.")
+    radius = _num_bins(max(image.shape[:2])) / 2.0
+    if geometry == "fan" and source_distance_mm / pixel_size_mm <= radius * 1.05:
+        raise InputError(
+            f"source_distance_mm={source_distance_mm} puts the source inside the field of view "
+            f"(radius {radius * pixel_size_mm:.0f} mm incl. corners); use a larger source distance "
+            "(clinical scanners: about 500-650 mm) or check pixel_size_mm."
+        )
+
+
+def _check_batch(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer (slices simulated at once), got {batch_size!r}.")
+    return int(batch_size)
+
+
 def _run_slices(image: np.ndarray, work: Callable[[np.ndarray, int], np.ndarray], progress: ProgressArg) -> np.ndarray:
     """Apply ``work(slice, index)`` to a 2D slice or to each axial slice ``vol[:, :, k]`` of a volume."""
     if image.ndim == 2:
@@ -376,6 +414,105 @@ def _run_slices(image: np.ndarray, work: Callable[[np.ndarray, int], np.ndarray]
         out[:, :, k] = work(image[:, :, k], k)
         step(k + 1)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fast batched path (torch)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _resolve(method: str, device: torch.device, geometry: str) -> str:
+    if method == "auto":
+        return "projection" if device.type == "cuda" or geometry == "fan" else "sector"
+    return method
+
+
+def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    gens = []
+    for seed in seeds:
+        g = torch.Generator(device=device)
+        g.manual_seed(int(seed))
+        gens.append(g)
+    return gens
+
+
+def simulate_low_dose_torch(
+    image_hu: torch.Tensor,
+    dose_fraction: float | torch.Tensor,
+    *,
+    seeds: Sequence[int],
+    incident_flux: float = 1e5,
+    electronic_noise_var: float = 10.0,
+    geometry: Geometry = "parallel",
+    num_views: int | None = None,
+    mu_water: float = MU_WATER_PER_MM,
+    pixel_size_mm: float = 0.7,
+    noise_model: NoiseModel = "variance_matched",
+    filter_name: str = "ramp",
+    source_distance_mm: float = 595.0,
+    method: Method = "auto",
+) -> torch.Tensor:
+    """:func:`simulate_low_dose` of a batch of slices as a tensor, on the tensor's device (no validation of HU).
+
+    Args:
+        image_hu: ``(B, X, Y)`` slices in HU, any float dtype, CPU or CUDA.
+        dose_fraction: one dose fraction in (0, 1] or a ``(B,)`` tensor of one per slice.
+        seeds: one integer seed per slice (the noise of a slice depends only on its seed and its image).
+        method: ``"auto"``, ``"sector"`` or ``"projection"`` (``"reference"`` is numpy-only).
+        others: as :func:`simulate_low_dose`, already validated by the caller.
+
+    Returns:
+        ``(B, X, Y)`` float32 HU on the input's device.
+    """
+    from .fast_simulation import noise_hu_batch
+
+    x = image_hu.to(torch.float32)
+    b, nx, ny = x.shape
+    n = max(nx, ny)
+    bx, by = (n - nx) // 2, (n - ny) // 2
+    mu = torch.clamp(mu_water * (1.0 + x / 1000.0), min=0.0)
+    mu = torch.nn.functional.pad(mu, (by, n - ny - by, bx, n - nx - bx))  # air around a non-square slice
+    k = torch.as_tensor(dose_fraction, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
+    views = default_num_views(n) if num_views is None else int(num_views)
+    noise = noise_hu_batch(
+        mu, k, method=_resolve(method, x.device, geometry), views=views, incident_flux=float(incident_flux),
+        electronic_noise_var=float(electronic_noise_var), noise_model=noise_model, geometry=geometry,
+        pixel_size_mm=float(pixel_size_mm), mu_water=float(mu_water), filter_name=filter_name,
+        source_distance_mm=float(source_distance_mm), generators=_generators(seeds, x.device),
+    )[:, bx : bx + nx, by : by + ny]
+    if noise_model == "variance_matched":
+        noise = torch.where((k == 1.0).reshape(-1, 1, 1), torch.zeros_like(noise), noise)
+    return x + noise
+
+
+def _fast_slices(
+    image: np.ndarray, seeds: Sequence[int], progress: ProgressArg, batch_size: int, device: torch.device, **kw
+) -> np.ndarray:
+    """Run :func:`simulate_low_dose_torch` over a slice ``(X, Y)`` or the axial slices of ``(X, Y, Z)``."""
+    planes = image[None] if image.ndim == 2 else np.moveaxis(image, 2, 0)
+    step = _report(progress, planes.shape[0])
+    out = np.empty(planes.shape, dtype=np.float32)
+    for z0 in range(0, planes.shape[0], batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(planes[z0 : z0 + batch_size], dtype=np.float32)).to(device)
+        out[z0 : z0 + batch_size] = simulate_low_dose_torch(chunk, seeds=seeds[z0 : z0 + batch_size], **kw).cpu().numpy()
+        for done in range(z0 + 1, min(planes.shape[0], z0 + batch_size) + 1):
+            step(done)  # per slice, as the reference path
+    return out[0] if image.ndim == 2 else np.moveaxis(out, 0, 2)
+
+
+def _torch_seeds(seed: int | None, n: int, streams: int = 1) -> list[list[int]]:
+    """Per-slice (and per-stream) integer seeds from the slice's child :class:`np.random.SeedSequence`."""
+    children = np.random.SeedSequence(seed).spawn(n)
+    return [[int(c.generate_state(1, np.uint64)[0] >> 1) for c in child.spawn(streams)] for child in children]
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}.") from exc
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -398,6 +535,9 @@ def simulate_low_dose(
     source_distance_mm: float = 595.0,
     seed: int | None = None,
     progress: ProgressArg = None,
+    method: Method = "auto",
+    device: str | torch.device | None = None,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """Simulate a scan at ``dose_fraction`` times the dose of ``image_hu`` by projection-domain noise insertion.
 
@@ -451,7 +591,14 @@ def simulate_low_dose(
         source_distance_mm: source-to-isocentre distance of the fan-beam geometry (mm).
         seed: seed of ``np.random.default_rng``; slices draw from independent child streams, so a result
             is reproducible for an integer seed (``None``: fresh entropy).
-        progress: ``callable(done, total)`` called after each slice, ``True`` for a tqdm bar, or ``None``.
+        progress: ``callable(done, total)`` called after each slice (or batch of slices), ``True`` for a tqdm
+            bar, or ``None``.
+        method: ``"auto"`` (default: ``"projection"`` on CUDA and for fan beam, ``"sector"`` otherwise), ``"sector"``,
+            ``"projection"`` (the fast batched torch paths of :mod:`ldct_clip.fast_simulation`) or
+            ``"reference"`` (scikit-image, one slice at a time).  The paths draw different random numbers for
+            the same seed; their noise has the same statistics (tests/test_fast_simulation.py).
+        device: torch device of the fast paths (default: CUDA when available, else CPU).
+        batch_size: slices simulated at once by the fast paths.
 
     Returns:
         float32 array of the input's shape, HU.
@@ -470,9 +617,20 @@ def simulate_low_dose(
     k = _check_dose_fraction(dose_fraction)
     _validate_sim_args(
         geometry, num_views, incident_flux, electronic_noise_var, mu_water, pixel_size_mm, noise_model, filter_name,
-        source_distance_mm,
+        source_distance_mm, method,
     )
+    _check_fan(geometry, image, source_distance_mm, pixel_size_mm, method)
     nz = 1 if image.ndim == 2 else image.shape[2]
+    if method != "reference":
+        if k == 1.0 and noise_model == "variance_matched":
+            return image.astype(np.float32)
+        seeds = [s[0] for s in _torch_seeds(seed, nz)]
+        return _fast_slices(
+            image, seeds, progress, _check_batch(batch_size), _device(device), dose_fraction=k,
+            incident_flux=incident_flux, electronic_noise_var=electronic_noise_var, geometry=geometry,
+            num_views=num_views, mu_water=mu_water, pixel_size_mm=pixel_size_mm, noise_model=noise_model,
+            filter_name=filter_name, source_distance_mm=source_distance_mm, method=method,
+        )
     rngs = _slice_seeds(seed, nz)
 
     def work(slice_hu: np.ndarray, index: int) -> np.ndarray:
@@ -507,6 +665,9 @@ def simulate_dose_pair(
     source_distance_mm: float = 595.0,
     seed: int | None = None,
     progress: ProgressArg = None,
+    method: Method = "auto",
+    device: str | torch.device | None = None,
+    batch_size: int = 16,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A (low-dose, normal-dose) pair from a noise-free image, built the way paired CT datasets are.
 
@@ -514,7 +675,7 @@ def simulate_dose_pair(
     low-dose image is that normal-dose image plus the variance-matched extra noise of ``dose_fraction``
     (as the Mayo low-dose data were made from the full-dose projections).  So the two share their
     full-dose noise, the low-dose total noise SD is ``1/sqrt(k)`` times the normal-dose one, and each slice
-    is projected only once.  Arguments are those of :func:`simulate_low_dose`.
+    is projected only once (reference) or twice (fast paths).  Arguments are those of :func:`simulate_low_dose`.
 
     Returns:
         ``(ldct_hu, ndct_hu)``: float32 arrays of the input's shape, HU.
@@ -523,9 +684,25 @@ def simulate_dose_pair(
     k = _check_dose_fraction(dose_fraction)
     _validate_sim_args(
         geometry, num_views, incident_flux, electronic_noise_var, mu_water, pixel_size_mm, "poisson", filter_name,
-        source_distance_mm,
+        source_distance_mm, method,
     )
+    _check_fan(geometry, image, source_distance_mm, pixel_size_mm, method)
     nz = 1 if image.ndim == 2 else image.shape[2]
+    if method != "reference":
+        streams = _torch_seeds(seed, nz, streams=2)
+        kw = dict(incident_flux=incident_flux, electronic_noise_var=electronic_noise_var, geometry=geometry,
+                  num_views=num_views, mu_water=mu_water, pixel_size_mm=pixel_size_mm, filter_name=filter_name,
+                  source_distance_mm=source_distance_mm, method=method)
+        batch, dev = _check_batch(batch_size), _device(device)
+        normal = _fast_slices(image, [s[0] for s in streams], None, batch, dev, dose_fraction=1.0,
+                              noise_model="poisson", **kw)
+        if k == 1.0:
+            _report(progress, nz)(nz)
+            return normal.copy(), normal
+        # the extra noise is set by the clean image's rays, as in the reference (one projection of each slice)
+        extra = _fast_slices(image, [s[1] for s in streams], progress, batch, dev, dose_fraction=k,
+                             noise_model="variance_matched", **kw) - image.astype(np.float32)
+        return (normal + extra).astype(np.float32), normal
     rngs = _slice_seeds(seed, nz, streams=2)
     normal = np.empty(image.shape, dtype=np.float32)
 

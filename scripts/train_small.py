@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=64, help="training crop size (the paper: 128)")
     p.add_argument("--batch", type=int, default=8, help="batch size (the paper: 16)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (the paper: 3e-4)")
+    p.add_argument("--iterations", type=int, default=0,
+                   help="fixed iteration count (no calibration run; --minutes still stops it): with a large value, "
+                        "measures how many iterations fit in --minutes")
     p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--workdir", type=Path, default=None, help="keep data, logs and checkpoints here (default: temp)")
@@ -122,12 +125,12 @@ def train(
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(max(1, int(math.ceil(args.minutes * 60.0)))))
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     workflow.run()
-    seconds = time.monotonic() - t0
+    seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - c0
     workflow.finalize()
     network = workflow.parser.get_parsed_content("network_def")
-    return network, {"seconds": seconds, "iterations_done": int(trainer.state.iteration)}
+    return network, {"seconds": seconds, "cpu_seconds": cpu_seconds, "iterations_done": int(trainer.state.iteration)}
 
 
 def evaluate(model: torch.nn.Module, tests: list[tuple[np.ndarray, np.ndarray]], args: argparse.Namespace) -> list[dict]:
@@ -168,16 +171,21 @@ def main(argv: list[str] | None = None) -> int:
         root = args.workdir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         tests, data_seconds = make_data(args, root)
-        # a short run of the same bundle measures the time per iteration (data, step, handlers)
-        train(args, root, 40, 40, out="calibration_", log_interval=10)
-        times = [r["seconds"] for r in read_log(root / "calibration_logs" / "train_log.jsonl", "train")]
-        step = (times[-1] - times[0]) / 30.0
-        # iterations that fit the budget (5 % spare for the 4 validations); a multiple of 4
-        val_interval = max(1, int(args.minutes * 60.0 * 0.95 / step) // 4)
-        iterations = 4 * val_interval
-        print(f"simulated data in {data_seconds:.0f} s; {step * 1000:.0f} ms per step -> {iterations} iterations "
-              f"(batch {args.batch}, crop {args.crop}, width {args.width}, layers {args.layers}, random encoder)",
-              flush=True)
+        if args.iterations > 0:
+            iterations, val_interval = args.iterations, max(1, args.iterations // 4)
+            print(f"simulated data in {data_seconds:.0f} s; {iterations} iterations or {args.minutes} minutes",
+                  flush=True)
+        else:
+            # a short run of the same bundle measures the time per iteration (data, step, handlers)
+            train(args, root, 40, 40, out="calibration_", log_interval=10)
+            times = [r["seconds"] for r in read_log(root / "calibration_logs" / "train_log.jsonl", "train")]
+            step = (times[-1] - times[0]) / 30.0
+            # iterations that fit the budget (5 % spare for the 4 validations); a multiple of 4
+            val_interval = max(1, int(args.minutes * 60.0 * 0.95 / step) // 4)
+            iterations = 4 * val_interval
+            print(f"simulated data in {data_seconds:.0f} s; {step * 1000:.0f} ms per step -> {iterations} iterations "
+                  f"(batch {args.batch}, crop {args.crop}, width {args.width}, layers {args.layers}, random encoder)",
+                  flush=True)
         network, info = train(args, root, iterations, val_interval)
         final = save_checkpoint(network, root / "models" / "final.pt")
         model = load_checkpoint(final, map_location=args.device)
@@ -193,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         "iterations_planned": iterations,
         "iterations_done": info["iterations_done"],
         "train_seconds": round(info["seconds"], 1),
+        "train_cpu_seconds": round(info["cpu_seconds"], 1),
         "loss_first": float(np.mean(losses[:n])) if losses else math.nan,
         "loss_last": float(np.mean(losses[-n:])) if losses else math.nan,
         "results": rows,
     }
-    print(f"\ntrained {info['iterations_done']}/{iterations} iterations in {info['seconds']:.0f} s; "
+    print(f"\ntrained {info['iterations_done']}/{iterations} iterations in {info['seconds']:.0f} s wall, "
+          f"{info['cpu_seconds']:.0f} s CPU of this process ({info['iterations_done'] / max(info['cpu_seconds'], 1e-9):.2f} "
+          f"iterations per CPU-s, load average {os.getloadavg()[0]:.1f}); "
           f"L1 loss (first/last 10 %): {result['loss_first']:.4f} -> {result['loss_last']:.4f}\n")
     head = f"{'test noise':<10} {'protocol':<24} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}"
     print(head)

@@ -199,6 +199,24 @@ def test_projection_training_noise_option():
         RandCTNoised(keys="image", noise="poisson")
 
 
+def test_projection_noise_dose_range_per_plane_and_tensors():
+    # 8 planes in one call: each draws its dose from [0.05, 1.0], so their noise levels spread widely,
+    # while a fixed dose gives them all one level.  Tensors stay tensors.
+    clean = torch.from_numpy(np.repeat(make_phantom((64, 64), seed=1)[None], 8, axis=0).astype(np.float32))
+    body = clean[0] > -500
+    kw = {"simulation_kwargs": {"pixel_size_mm": 6.0}}
+    spread = RandCTNoised(keys="image", noise="projection", dose_fraction=[0.05, 1.0], **kw).set_random_state(0)
+    fixed = RandCTNoised(keys="image", noise="projection", dose_fraction=0.25, **kw).set_random_state(0)
+    sd_spread = [float((n - clean[0])[body].std()) for n in spread({"image": clean})["image"]]
+    out = fixed({"image": clean})["image"]
+    assert isinstance(out, torch.Tensor) and out.shape == clean.shape and out.dtype == torch.float32
+    sd_fixed = [float((n - clean[0])[body].std()) for n in out]
+    assert max(sd_fixed) / min(sd_fixed) < 1.3
+    assert max(sd_spread) / min(sd_spread) > 2.0
+    with pytest.raises(InputError, match="dose_fraction"):
+        RandCTNoised(keys="image", noise="projection", dose_fraction=[0.5, 0.1])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # recipe pieces
 # ----------------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["bundle_root", "case_dicts"]
+from .errors import InputError
+
+__all__ = ["as_flag", "bundle_root", "case_dicts"]
 
 
 def bundle_root() -> str:
@@ -25,3 +27,14 @@ def case_dicts(dataset_dir: str) -> list[dict[str, str]]:
     if not Path(dataset_dir).exists():
         return []
     return [{"image": str(case.source), "name": case.name} for case in find_cases(dataset_dir)]
+
+
+def as_flag(value: bool | str, name: str) -> bool:
+    """A boolean option that may arrive as text from the command line (fire passes ``--x false`` as 'false')."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    return bool(value)

@@ -44,6 +44,7 @@ from .images import find_images, find_pairs, output_names, psnr_8bit, read_rgb, 
 from .inference import SliceSlidingWindowInferer
 from .io.atomic import atomic_path
 from .noise import NOISE_KINDS, NOISE_SUITE, add_noise
+from .bundle import as_flag
 from .precision import prepare_model
 from .training import MeanImageMetric
 
@@ -82,13 +83,13 @@ class _RGBWorkflow:
     ) -> None:
         self.network = network
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
-        self.allow_untrained = allow_untrained
+        self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
         self.device = torch.device(device)
+        self.channels_last = as_flag(channels_last, "channels_last")
         self.inferer = inferer if inferer is not None else SliceSlidingWindowInferer(
-            roi_size=(1024, 1024), sw_batch_size=1, precision="fp32", channels_last=channels_last
+            roi_size=(1024, 1024), sw_batch_size=1, precision="fp32", channels_last=self.channels_last
         )
-        self.channels_last = channels_last
-        self.compile = compile
+        self.compile = as_flag(compile, "compile")
         self.progress = progress
 
     def load_network(self) -> torch.nn.Module:
@@ -299,7 +300,7 @@ class _Evaluation(_RGBWorkflow):
         self.dataset_dir = Path(dataset_dir).expanduser()
         self.output_dir = Path(output_dir).expanduser()
         self.datasets = [datasets] if isinstance(datasets, str) else (list(datasets) if datasets else None)
-        self.save_images = save_images
+        self.save_images = as_flag(save_images, "save_images")
 
     def _score(self, pred: torch.Tensor, clean_u8: np.ndarray, noisy: np.ndarray | torch.Tensor) -> dict[str, float]:
         out = to_uint8(pred)

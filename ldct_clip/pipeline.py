@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .bundle import as_flag
 from .checkpoints import load_checkpoint, load_weights
 from .errors import InputError, LdctClipError, WeightsError
 from .inference import denoise_volume
@@ -41,7 +42,7 @@ from .precision import prepare_model, resolve_precision
 from .shards import Shard, gather, resolve_shard, select
 from .visualize import SOFT_TISSUE, save_panels
 
-__all__ = ["CTDenoisingWorkflow", "CaseResult"]
+__all__ = ["CTDenoisingWorkflow", "CaseResult", "as_flag"]
 
 log = logging.getLogger("ldct_clip")
 
@@ -350,17 +351,6 @@ def _log_summary(results: Sequence[CaseResult], what: str) -> None:
              f" ({skipped} skipped: complete outputs existed)" if skipped else "",
              "" if done == len(results) else "; FAILED (earlier outputs, if any, kept as they were): "
              + ", ".join(r.name for r in results if not r.ok))
-
-
-def as_flag(value: bool | str, name: str) -> bool:
-    """A boolean option that may arrive as text from the command line (fire passes ``--x false`` as 'false')."""
-    if isinstance(value, str):
-        if value.lower() in ("true", "1", "yes"):
-            return True
-        if value.lower() in ("false", "0", "no"):
-            return False
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
 
 
 def _log_once(where: str, notes: Sequence[str]) -> list[str]:

@@ -31,6 +31,7 @@ from ldct_clip.images import (
 )
 from ldct_clip.natural import (
     ConstantThenCosine,
+    PairedEvaluation,
     ImageDenoisingWorkflow,
     NoisyImageSet,
     RGBImageQualityMetric,
@@ -269,6 +270,23 @@ def test_inference_config_has_the_keys_tools_rely_on(tmp_path):
     assert tuple(item["image"].shape) == (3, 40, 40) and item["name"] == "a.png"
     post = parser.get_parsed_content("postprocessing")({"pred": torch.tensor([[[-0.2, 0.5, 1.3]]]).expand(3, 1, 3)})
     assert post["pred"].dtype == torch.uint8 and post["pred"][0, 0].tolist() == [0, 128, 255]
+
+
+def test_inference_reads_the_checkpoint_that_training_writes(tmp_path):
+    # training saves its best model as <ckpt_dir>/model.pt; inference and evaluation must default to that file
+    for train, inference in ((NATURAL_TRAIN, NATURAL_INFERENCE), (SRGB_TRAIN, SRGB_INFERENCE)):
+        trained = Path(parse(train).get_parsed_content("ckpt_dir")) / "model.pt"
+        assert Path(parse(inference).get_parsed_content("ckpt_path")) == trained, inference
+
+
+def test_rgb_workflows_parse_text_booleans(tmp_path):
+    # fire passes `--save_images false` as the text 'false', which would be truthy
+    evaluation = PairedEvaluation(tmp_path, output_dir=tmp_path / "out", network=None, save_images="false",
+                                  allow_untrained="False", channels_last="0", compile="no")
+    assert (evaluation.save_images, evaluation.allow_untrained, evaluation.channels_last, evaluation.compile) == (
+        False, False, False, False)
+    with pytest.raises(InputError, match="save_images must be true or false"):
+        PairedEvaluation(tmp_path, output_dir=tmp_path / "out", network=None, save_images="maybe")
 
 
 def test_train_configs_follow_the_paper():

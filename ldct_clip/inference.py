@@ -18,7 +18,7 @@ from monai.networks import eval_mode
 
 from .errors import InputError
 from .precision import autocast, default_sw_batch_size, resolve_precision
-from .transforms import DEFAULT_HU_WINDOW, hu_to_unit, unit_to_hu, window_from
+from .transforms import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 
@@ -153,6 +153,7 @@ def denoise_volume(
     inferer = SliceSlidingWindowInferer(
         roi_size, overlap, sw_batch_size or default_sw_batch_size(device), precision=resolve_precision(precision, device), channels_last=channels_last
     )
+    keep = KeepOutsideWindow(hu_min, hu_max)
     squeeze = volume_hu.ndim == 2
     vol = volume_hu[..., None] if squeeze else volume_hu
     total = vol.shape[-1]
@@ -165,7 +166,7 @@ def denoise_volume(
             raise InputError(f"the volume has NaN or infinite values in slices {k0}-{k1 - 1}; fix or mask them first")
         pred = unit_to_hu(inferer.infer_slices(hu_to_unit(hu, hu_min, hu_max), model), hu_min, hu_max)
         if keep_outside_window:
-            pred = torch.where((hu < hu_min) | (hu > hu_max), hu, pred)
+            pred = keep(pred, hu)
         out[..., k0:k1] = pred[:, 0].permute(1, 2, 0).cpu().numpy()
         if progress is not None:
             progress(k1, total)

@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_HU_WINDOW",
     "HUToUnit",
     "HUToUnitd",
+    "KeepOutsideWindow",
+    "KeepOutsideWindowd",
     "UnitToHU",
     "UnitToHUd",
     "hu_to_unit",
@@ -109,6 +111,47 @@ class UnitToHUd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key])
+        return d
+
+
+class KeepOutsideWindow(Transform):
+    """Array transform: where the input HU lie outside ``[hu_min, hu_max]`` (scanner padding such as -3024,
+    dense metal), take the input value instead of the network's output.
+
+    The window clips such voxels before the network sees them, so its output there carries no information;
+    keeping the input keeps the padding and the metal as they were instead of flattening them to the window
+    edges. ``img`` (network output in HU) and ``reference`` (its input in HU) have the same shape; the result
+    has the type, dtype and device of ``img``.
+    """
+
+    def __init__(self, hu_min: float = -1024.0, hu_max: float = 3072.0) -> None:
+        self.hu_min, self.hu_max = _check_window(hu_min, hu_max)
+
+    def __call__(self, img: ArrayLike, reference: ArrayLike) -> ArrayLike:
+        if tuple(img.shape) != tuple(reference.shape):
+            raise ValueError(f"output {tuple(img.shape)} and input {tuple(reference.shape)} differ in shape")
+        if isinstance(img, torch.Tensor):
+            ref = torch.as_tensor(reference, device=img.device).to(img.dtype)
+            return torch.where((ref < self.hu_min) | (ref > self.hu_max), ref, img)
+        ref = np.asarray(reference).astype(img.dtype, copy=False)
+        return np.where((ref < self.hu_min) | (ref > self.hu_max), ref, img)
+
+
+class KeepOutsideWindowd(MapTransform):
+    """Dictionary version of :class:`KeepOutsideWindow`: ``d[key]`` takes ``d[reference_key]`` outside the window."""
+
+    def __init__(
+        self, keys: KeysCollection, reference_key: str, hu_min: float = -1024.0, hu_max: float = 3072.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.reference_key = reference_key
+        self.transform = KeepOutsideWindow(hu_min, hu_max)
+
+    def __call__(self, data: Mapping[Hashable, ArrayLike]) -> dict[Hashable, ArrayLike]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key], d[self.reference_key])
         return d
 
 

@@ -146,3 +146,39 @@ def test_false_from_the_command_line_means_false(tmp_path, tiny_checkpoint):
                       *TINY_OVERRIDES)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "out" / "case.nii.gz").exists() and not (tmp_path / "out" / "case.png").exists()
+
+
+def test_declared_components_give_the_cli_voxels(tmp_path, tiny_checkpoint):
+    # MONAI Label's BundleInferTask runs inference.json's preprocessing -> inferer -> postprocessing; on an odd-sized
+    # volume with scanner padding (-3024 HU) and a metal insert (3500 HU), outside the HU window, that chain must
+    # give the voxels `ldct-clip denoise` writes (the padding and the metal kept at their input value)
+    from monai.bundle import ConfigParser
+
+    from ldct_clip.checkpoints import load_checkpoint
+    from ldct_clip.cli import main
+    from ldct_clip.precision import prepare_model
+
+    rng = np.random.default_rng(0)
+    hu = rng.normal(40, 30, (61, 47, 3)).round().astype(np.int16)
+    hu[:5] = -3024
+    hu[30:34, 20:24] = 3500
+    src = tmp_path / "in" / "case.nii.gz"
+    src.parent.mkdir()
+    nib.save(nib.Nifti1Image(hu, np.diag([0.7, 0.7, 2.5, 1.0])), src)
+    assert main(["denoise", str(src.parent), str(tmp_path / "cli"), "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--precision", "fp32", "--no-png", "-q"]) == 0
+    cli = np.asarray(nib.load(tmp_path / "cli" / "case.nii.gz").dataobj)
+
+    parser = ConfigParser()
+    parser.read_config(CONFIGS / "inference.json")
+    parser.update({"device": "$torch.device('cpu')", "precision": "fp32"})
+    network = prepare_model(load_checkpoint(tiny_checkpoint), "cpu")
+    data = parser.get_parsed_content("preprocessing")({"image": str(src)})
+    with torch.no_grad():
+        data["pred"] = parser.get_parsed_content("inferer")(data["image"][None], network)[0]
+    pred = parser.get_parsed_content("postprocessing")(data)["pred"]
+    got = np.asarray(pred[0])
+    assert got.shape == hu.shape
+    np.testing.assert_array_equal(got[:5], -3024)
+    np.testing.assert_array_equal(got[30:34, 20:24], 3500)
+    np.testing.assert_array_equal(got, cli)

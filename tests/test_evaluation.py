@@ -274,8 +274,8 @@ def test_bundle_evaluate_merged_over_base_config(data, tmp_path, base):
     r = monai_bundle(
         "run", "--config_file", configs, "--meta_file", str(CONFIGS / "metadata.json"),
         "--logging_file", str(CONFIGS / "logging.conf"), "--ldct_dir", str(data / "ld"), "--ndct_dir", str(data / "nd"),
-        "--output_dir", str(tmp_path / "eval"), "--ckpt_path", str(data / "tiny.pt"), "--eval_roi_size", "[128,128]",
-        "--eval_precision", "fp32", "--protocols", "['paper','ldct-benchmark-chest']", "--classical", "[]",
+        "--output_dir", str(tmp_path / "eval"), "--ckpt_path", str(data / "tiny.pt"), "--roi_size", "[128,128]",
+        "--precision", "fp32", "--protocols", "['paper','ldct-benchmark-chest']", "--classical", "[]",
         "--write_png", "false", *TINY_OVERRIDES,
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -302,3 +302,16 @@ def test_bundle_evaluate_bad_pairs_exit_2(data, tmp_path):
     )
     assert r.returncode == 2
     assert "case_a" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+
+
+def test_bundle_evaluate_uses_the_inference_window(data, tmp_path):
+    # evaluate.json has no window of its own: `--hu_min` set for inference reaches the network of the evaluation
+    configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'evaluate.json'}']"
+    r = monai_bundle(
+        "run", "--config_file", configs, "--logging_file", str(CONFIGS / "logging.conf"),
+        "--ldct_dir", str(data / "ld"), "--ndct_dir", str(data / "nd"), "--output_dir", str(tmp_path / "eval"),
+        "--ckpt_path", str(data / "tiny.pt"), "--roi_size", "[128,128]", "--precision", "fp32", "--hu_min", "-1000",
+        "--protocols", "['paper']", "--classical", "[]", "--write_png", "false", *TINY_OVERRIDES,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[-1000, 3072]" in (tmp_path / "eval" / "summary.md").read_text()

@@ -159,11 +159,34 @@ class BankCrops(torch.utils.data.IterableDataset):
 # ----------------------------------------------------------------------------------------------------------
 
 
+def identity_init(net: torch.nn.Module, scale: float = 0.1) -> None:
+    """Start the network near the identity: channel 0 of the full-resolution path carries the image straight
+    to the output (centre taps of 1; inputs are >= 0, so LeakyReLU passes them), and the other random weights of
+    that path are scaled by ``scale``.  A random decoder otherwise spends most of a short CPU budget learning to
+    reproduce its input to a few HU; with this start it learns the noise from the first iteration."""
+    block = net.up_path[4].conv_block.block
+    conv0, conv1, last = block[0], block[2], net.last
+    c_u = conv0.in_channels - 3  # the image skip is concatenated last
+    with torch.no_grad():
+        net.first.weight.zero_()
+        net.first.weight[:, 0, 0, 0] = 1.0
+        for conv in (conv0, conv1, last):
+            conv.weight.mul_(scale)
+        conv0.weight[0].zero_()
+        conv0.weight[0, c_u, 1, 1] = 1.0
+        conv1.weight[0].zero_()
+        conv1.weight[0, 0, 1, 1] = 1.0
+        last.weight[0, 0].zero_()
+        last.weight[0, 0, 1, 1] = 1.0
+
+
 def build_network(args: argparse.Namespace) -> torch.nn.Module:
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
     net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025)
+    if args.init == "identity":
+        identity_init(net)
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
@@ -350,6 +373,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--run", required=True)
     t.add_argument("--encoder", choices=["frozen", "trained"], default="trained")
     t.add_argument("--noise", choices=["projection", "gaussian"], default="projection")
+    t.add_argument("--init", choices=["identity", "random"], default="identity",
+                   help="identity: the full-resolution path starts as a pass-through (see identity_init)")
     t.add_argument("--sigma", type=float, default=5.0, help="Gaussian ablation noise, 1/255 of the window")
     t.add_argument("--dose-range", type=float, nargs=2, default=[0.1, 0.5], help="recorded; set by the bank")
     t.add_argument("--iterations", type=int, default=4000)

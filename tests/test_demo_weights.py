@@ -119,3 +119,19 @@ def test_shipped_file_matches_its_provenance():
     # plain tensors only: loads with weights_only=True (no pickled code runs)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_bundle_runs_demo_weights_by_name(case, tmp_path):
+    """``python -m monai.bundle run ... --weights demo``: the network is shaped after the demo weights, the log
+    names them with their label, and the written volume is denoised."""
+    from ldct_clip.io.synthetic import write_nifti
+    from test_bundle import run_inference
+
+    low, clean = case
+    write_nifti(tmp_path / "in" / "case.nii.gz", np.rint(low))
+    r = run_inference(tmp_path / "in", tmp_path / "out", "--weights", "demo", "--precision", "fp32",
+                      "--write_png", "false")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert DEMO_LABEL in r.stdout + r.stderr
+    out = np.asarray(nib.load(tmp_path / "out" / "case.nii.gz").dataobj, dtype=np.float32)
+    assert gain_db(out, np.rint(low), clean) >= MIN_GAIN_DB

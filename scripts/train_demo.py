@@ -248,7 +248,15 @@ def stage_train(args: argparse.Namespace) -> None:
         wall_file.write_text(json.dumps({"seconds": wall["seconds"], "iteration": engine.state.iteration}))
         print(f"[{args.run}] iteration {engine.state.iteration}/{args.iterations}, {wall['seconds']:.0f} s", flush=True)
 
+    if args.max_minutes:
+        from ignite.handlers import TimeLimit
+
+        # a safety stop for a shared CPU: the run ends early (learning rate not yet annealed) and says so
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(int(args.max_minutes * 60)))
     trainer.run()
+    if trainer.state.iteration < args.iterations:
+        print(f"[{args.run}] stopped by --max-minutes at iteration {trainer.state.iteration}/{args.iterations}")
+    wall_file.write_text(json.dumps({"seconds": before + time.monotonic() - t0, "iteration": trainer.state.iteration}))
     from ldct_clip.checkpoints import save_checkpoint
 
     save_checkpoint(net, out / "final.pt")
@@ -307,6 +315,9 @@ def stage_export(args: argparse.Namespace) -> None:
     save_checkpoint(model, dest)
     settings = json.loads((src / "settings.json").read_text())
     wall = json.loads((src / "wall_seconds.json").read_text())
+    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
+    ids = ids[: settings["max_cases"]] if settings.get("max_cases") else ids
+    missing = sorted(set(range(ids[-1] + 1)) - set(ids)) if ids else []
     provenance = {
         "name": "demo",
         "label": DEMO_LABEL,
@@ -321,7 +332,8 @@ def stage_export(args: argparse.Namespace) -> None:
             "commands": args.commands or [],
             "script": "scripts/train_demo.py",
             "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.phantom.make_phantom, seeds "
-                     f"0..{settings['bank_cases'] - 1}, regions {REGION_NAMES} in turn, 2 slices each, 192-320 px, "
+                     f"0..{ids[-1]}{' except ' + str(missing) if missing else ''}, regions {REGION_NAMES} in turn, "
+                     "2 slices each, 192-320 px, "
                      "pixel spacing 0.75-1.3 x the region's field of view / size, slice thickness 1-5 mm); "
                      f"noise: {settings['noise']}"
                      + (f" (simulate_low_dose, Poisson, doses {settings['dose_range']}, flux 7.5e4-6e5, filters "
@@ -385,6 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--width", type=int, default=16)
     t.add_argument("--layers", type=int, nargs=4, default=[1, 1, 1, 1])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N bank cases (0: all)")
     t.set_defaults(func=stage_train)
 

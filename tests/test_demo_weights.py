@@ -55,10 +55,11 @@ def test_shipped_weights_denoise(case, demo):
 
 
 def _damaged(model: CLIPDenoiser, tmp_path: Path) -> CLIPDenoiser:
-    """The shipped weights with the decoder's first block shuffled (a file that loads but is wrong)."""
+    """The shipped weights with the last conv's weights shuffled (a file that loads but is wrong)."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    w = state["up_path.0.conv_block.block.0.weight"]
-    state["up_path.0.conv_block.block.0.weight"] = w.flatten()[torch.randperm(w.numel(), generator=torch.Generator().manual_seed(0))].reshape(w.shape)
+    w = state["last.weight"]
+    perm = torch.randperm(w.numel(), generator=torch.Generator().manual_seed(0))
+    state["last.weight"] = w.flatten()[perm].reshape(w.shape)
     broken = CLIPDenoiser(layers=[1, 1, 1, 1], width=model.encoder.width)
     broken.load_state_dict(state)
     return load_checkpoint(save_checkpoint(broken, tmp_path / "damaged.pt")).eval()
@@ -67,8 +68,8 @@ def _damaged(model: CLIPDenoiser, tmp_path: Path) -> CLIPDenoiser:
 @pytest.mark.parametrize("fault", ["wrong_window", "damaged_checkpoint", "untrained"])
 def test_quality_check_fails_when_quality_breaks(case, demo, fault, tmp_path):
     low, clean = case
-    if fault == "wrong_window":  # the network trained on [-1024, 3072] HU fed a soft-tissue window
-        out = denoise_volume(low, demo, precision="fp32", hu_window=(-160.0, 240.0))
+    if fault == "wrong_window":  # the network trained on [-1024, 3072] HU fed another convention's window
+        out = denoise_volume(low, demo, precision="fp32", hu_window=(-1000.0, 1000.0))
     elif fault == "damaged_checkpoint":
         out = denoise_volume(low, _damaged(demo, tmp_path), precision="fp32")
     else:

@@ -345,7 +345,8 @@ def stage_export(args: argparse.Namespace) -> None:
             "iterations": wall["iteration"],
             "batch": settings["batch"], "crop": settings["crop"], "lr": settings["lr"],
             "recipe": "L1, AdamW (wd 1e-4), cosine to 1e-6, mixup Beta(1.2,1.2) p=0.5, grad-norm clip 0.01, "
-                      "feature augmentation 0.025, flips + 90-degree rotations",
+                      "feature augmentation 0.025, flips + 90-degree rotations, "
+                      f"{settings.get('init', 'random')} initialisation of the full-resolution path (identity_init)",
             "wall_seconds": round(wall["seconds"], 1),
             "threads": settings["threads"],
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",

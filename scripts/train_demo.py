@@ -53,8 +53,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ldct_clip.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
+from ldct_clip.weights import DEMO_LABEL  # noqa: E402
 
-DEMO_LABEL = "demo weights trained on synthetic data, not the paper's CLIP model"
 HU_WINDOW = (-1024.0, 3072.0)
 VAL_SEED = 5000
 FILTERS = ("hann", "hann", "cosine", "shepp-logan")
@@ -360,7 +360,7 @@ def stage_export(args: argparse.Namespace) -> None:
     old = json.loads(prov.read_text()) if prov.exists() else {}
     provenance["benchmark"] = old.get("benchmark")  # written by scripts/benchmark_quality.py --provenance
     prov.write_text(json.dumps(provenance, indent=2) + "\n")
-    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
+    print(f"wrote {dest} ({DEMO_LABEL}; {dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
 
 
 # ----------------------------------------------------------------------------------------------------------

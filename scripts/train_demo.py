@@ -185,7 +185,11 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
 
     torch.manual_seed(args.seed)
     net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025)
-    if args.init == "identity":
+    if args.init_from:
+        from ldct_clip.checkpoints import load_weights
+
+        load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
+    elif args.init == "identity":
         identity_init(net)
     if args.encoder == "trained":
         for p in net.encoder.parameters():
@@ -354,6 +358,16 @@ def stage_export(args: argparse.Namespace) -> None:
         "validation": json.loads((src / "eval.json").read_text()) if (src / "eval.json").exists() else None,
         "benchmark": None,
     }
+    if settings.get("init_from"):
+        # a continuation: record the run it started from, and the total of both
+        parent = Path(settings["init_from"]).parent
+        pw = json.loads((parent / "wall_seconds.json").read_text())
+        ps = json.loads((parent / "settings.json").read_text())
+        provenance["training"]["continued_from"] = {
+            "run": parent.name, "iterations": pw["iteration"], "wall_seconds": round(pw["seconds"], 1),
+            "lr": ps["lr"], "seed": ps["seed"], "init": ps.get("init")}
+        provenance["training"]["total_iterations"] = pw["iteration"] + wall["iteration"]
+        provenance["training"]["total_wall_seconds"] = round(pw["seconds"] + wall["seconds"], 1)
     if args.pilots:
         provenance["encoder_comparison"] = json.loads(Path(args.pilots).read_text())
     prov = dest.with_suffix(".json")
@@ -398,6 +412,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--width", type=int, default=16)
     t.add_argument("--layers", type=int, nargs=4, default=[1, 1, 1, 1])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N bank cases (0: all)")
     t.set_defaults(func=stage_train)

@@ -26,10 +26,12 @@ Stages (each resumable: finished work is kept in ``--workdir`` and skipped or co
 
 Example (what made ``ldct_clip/pretrained/demo_ct.pt``; see its ``demo_ct.json``)::
 
-    python scripts/train_demo.py data --workdir W --cases 700
-    python scripts/train_demo.py train --workdir W --run final --encoder trained --iterations 4000
-    python scripts/train_demo.py eval --workdir W --run final
-    python scripts/train_demo.py export --workdir W --run final --out ldct_clip/pretrained/demo_ct.pt
+    python scripts/train_demo.py data --workdir W --cases 1200 --shard 0/2   # and 1/2 (stopped at 269 cases)
+    python scripts/train_demo.py train --workdir W --run final --encoder trained --iterations 5000
+    python scripts/train_demo.py train --workdir W --run final2 --encoder trained --iterations 3000 --lr 1e-4 \
+        --seed 10 --init-from W/runs/final/final.pt
+    python scripts/train_demo.py eval --workdir W --run final2
+    python scripts/train_demo.py export --workdir W --run final2 --out ldct_clip/pretrained/demo_ct.pt
 """
 
 from __future__ import annotations

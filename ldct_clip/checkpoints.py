@@ -20,9 +20,16 @@ import torch
 from .errors import WeightsError
 from .io.atomic import atomic_path
 from .networks import CLIPDenoiser
-from .weights import read_state_dict
+from .weights import SHIPPED_WEIGHTS, read_state_dict, resolve_weights
 
-__all__ = ["extract_state_dict", "infer_config", "load_checkpoint", "load_weights", "save_checkpoint"]
+__all__ = [
+    "extract_state_dict",
+    "infer_config",
+    "load_checkpoint",
+    "load_weights",
+    "network_for_weights",
+    "save_checkpoint",
+]
 
 UNUSED_PREFIX = "encoder.layer4."
 
@@ -128,3 +135,12 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
+
+
+def network_for_weights(weights: str | None, default: torch.nn.Module) -> torch.nn.Module:
+    """The network a bundle run fills: for a shipped weights name (``"demo"``) one shaped after that file,
+    otherwise ``default`` (the config's ``network_def``), so ``--weights demo`` needs no other override."""
+    if not weights or weights not in SHIPPED_WEIGHTS:
+        return default
+    state = extract_state_dict(read_state_dict(resolve_weights(weights)))
+    return CLIPDenoiser(**infer_config(state))

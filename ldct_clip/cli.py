@@ -73,6 +73,12 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .pipeline import CTDenoisingWorkflow
 
     _resolve_device(args)
+    if args.weights:
+        from .weights import resolve_weights
+
+        if args.checkpoint:
+            raise LdctClipError("give --weights or --checkpoint, not both")
+        args.checkpoint = str(resolve_weights(args.weights))
     # with a checkpoint the network is shaped after it; without one it is an untrained RN50 model (demo only)
     network = None if args.checkpoint else CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder)
     workflow = CTDenoisingWorkflow(
@@ -281,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", help="a case or a folder of cases")
     d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
     d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
+    d.add_argument("--weights", help="shipped weights by name: 'demo' (demo weights trained on synthetic data, "
+                   "not the paper's CLIP model)")
     d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
     d.add_argument("--shard", metavar="I/N", help="denoise only shard I of N (0-based, round-robin over the sorted "
                    "cases), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; writes a summary CSV")

@@ -41,6 +41,7 @@ from .io.writers import check_output_path, write_derived_series, write_nifti
 from .precision import prepare_model, resolve_precision
 from .shards import Shard, gather, resolve_shard, select
 from .visualize import SOFT_TISSUE, save_panels
+from .weights import weights_label
 
 __all__ = ["CTDenoisingWorkflow", "CaseResult", "as_flag"]
 
@@ -148,7 +149,8 @@ class CTDenoisingWorkflow:
                 self.network = load_checkpoint(self.ckpt_path)
             else:
                 load_weights(self.network, self.ckpt_path)
-            log.info("weights: %s", self.ckpt_path)
+            label = weights_label(self.ckpt_path)
+            log.info("weights: %s%s", self.ckpt_path, f" ({label})" if label else "")
         elif self.allow_untrained and self.network is not None:
             log.warning(
                 "WARNING: running with UNTRAINED weights (no checkpoint%s). The output is NOT a denoised image; "

@@ -22,8 +22,13 @@ import torch.nn as nn
 from .errors import WeightsError
 
 __all__ = [
+    "DEMO_LABEL",
     "DecoderWeights",
     "PRETRAINED_DECODERS",
+    "SHIPPED_WEIGHTS",
+    "checkpoint_for",
+    "resolve_weights",
+    "weights_label",
     "cache_dir",
     "download",
     "fetch_encoder_weights",
@@ -49,6 +54,52 @@ class DecoderWeights:
 # The authors publish their checkpoints on a file host without stable direct links; register mirrors here
 # (or pass `--url/--sha256` to `ldct-clip weights`) once a URL and its SHA-256 are known.
 PRETRAINED_DECODERS: dict[str, DecoderWeights] = {}
+
+#: What every message naming the shipped demo weights calls them.
+DEMO_LABEL = "demo weights trained on synthetic data, not the paper's CLIP model"
+
+#: Denoiser weights that ship inside the package (``ldct_clip/pretrained/``), by name: file and label.
+#: Each ``X.pt`` has an ``X.json`` beside it with its provenance (command, data, seeds, SHA-256, metrics).
+SHIPPED_WEIGHTS: dict[str, tuple[str, str]] = {"demo": ("demo_ct.pt", DEMO_LABEL)}
+
+_SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def resolve_weights(weights: str | os.PathLike) -> Path:
+    """A weights name of :data:`SHIPPED_WEIGHTS` (``"demo"``) to its file in the package; anything else is a path.
+
+    Raises :class:`WeightsError` when a name's file is missing from the installation.
+    """
+    name = os.fspath(weights)
+    if name in SHIPPED_WEIGHTS:
+        path = _SHIPPED_DIR / SHIPPED_WEIGHTS[name][0]
+        if not path.is_file():
+            raise WeightsError(f"the {name!r} weights are missing from this installation ({path}); reinstall ldct-clip")
+        return path
+    return Path(name).expanduser()
+
+
+def weights_label(path: str | os.PathLike | None) -> str | None:
+    """The label of a shipped weight file (e.g. :data:`DEMO_LABEL`), ``None`` for any other file."""
+    if path is None:
+        return None
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return None
+    for filename, label in SHIPPED_WEIGHTS.values():
+        if resolved == (_SHIPPED_DIR / filename).resolve():
+            return label
+    return None
+
+
+def checkpoint_for(weights: str | None, default: str | os.PathLike) -> str:
+    """The checkpoint a bundle run loads: ``weights`` (a shipped name or a path) if given, else ``default``.
+
+    Used by ``configs/inference.json`` as ``"ckpt_path": "$ldct_clip.weights.checkpoint_for(@weights, ...)"``
+    so ``--weights demo`` selects the shipped demo weights.
+    """
+    return str(resolve_weights(weights)) if weights else str(default)
 
 
 def cache_dir() -> Path:

@@ -15,6 +15,9 @@ Configuration (``--conf KEY VALUE``):
     models            ``ldct_denoise`` (or ``all``): the only task of this app.
     bundle            the MONAI bundle folder (default: the project's ``monai_bundle``); it must hold
                       ``configs/inference.json``, ``configs/metadata.json`` and ``models/model.pt``.
+                      Without ``--conf bundle``, when the project's bundle has no ``models/model.pt``, the app
+                      serves the shipped demo weights (demo weights trained on synthetic data, not the
+                      paper's CLIP model) from a copy of the bundle under ``<app>/demo_bundle``, and says so.
     bundle_overrides  JSON object of bundle config ids to override (``{"network_def#width": 8}``,
                       ``{"precision": "bf16"}``), as ``--<id> value`` does for ``monai.bundle run``.
     preload           ``true``: load the network at start-up instead of at the first request.
@@ -34,6 +37,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 import torch
@@ -44,8 +48,9 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.infer.bundle import BundleInferTask
 
 import ldct_clip
-from ldct_clip.checkpoints import load_weights
+from ldct_clip.checkpoints import extract_state_dict, infer_config, load_weights
 from ldct_clip.errors import WeightsError
+from ldct_clip.weights import DEMO_LABEL, read_state_dict, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +60,9 @@ TASK = "ldct_denoise"
 class LdctDenoiseTask(BundleInferTask):
     """The bundle's ``inference.json`` as a MONAI Label infer task, with strictly loaded weights."""
 
-    def __init__(self, path: str, conf: dict[str, str], overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str, conf: dict[str, str], overrides: dict[str, Any] | None = None, label: str | None = None
+    ) -> None:
         self.overrides = dict(overrides or {})
         for needed in ("configs/inference.json", "configs/metadata.json"):
             if not os.path.isfile(os.path.join(path, needed)):
@@ -73,9 +80,14 @@ class LdctDenoiseTask(BundleInferTask):
         if not self.is_valid():
             raise RuntimeError(f"MONAI Label did not accept the bundle at {path}; see the log above")
         self.description = "Low-dose CT denoising (CLIP features + UNet decoder); the result is an image in HU"
+        if label:
+            self.description += f" [{label}]"
         # fail at start-up, not at the first request, when the checkpoint does not fit the network
         load_weights(copy.deepcopy(self.network), model_path)
-        logger.info(f"{TASK}: weights {model_path} fit network_def{' with ' + str(self.overrides) if self.overrides else ''}")
+        logger.info(
+            f"{TASK}: weights {model_path}{' (' + label + ')' if label else ''} fit network_def"
+            f"{' with ' + str(self.overrides) if self.overrides else ''}"
+        )
 
     def _load_bundle_config(self, path, config):
         parser = super()._load_bundle_config(path, config)
@@ -103,6 +115,18 @@ class LdctDenoiseTask(BundleInferTask):
         return super().writer(data, extension, dtype)
 
 
+def _demo_bundle(bundle: str, app_dir: str, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A copy of ``bundle``'s configs under ``app_dir/demo_bundle`` with the shipped demo weights as
+    ``models/model.pt``, and the overrides that shape ``network_def`` after them (the user's win)."""
+    weights = resolve_weights("demo")
+    dest = os.path.join(app_dir, "demo_bundle")
+    shutil.copytree(os.path.join(bundle, "configs"), os.path.join(dest, "configs"), dirs_exist_ok=True)
+    os.makedirs(os.path.join(dest, "models"), exist_ok=True)
+    shutil.copyfile(weights, os.path.join(dest, "models", "model.pt"))
+    shape = infer_config(extract_state_dict(read_state_dict(weights)))
+    return dest, {"network_def#layers": shape["layers"], "network_def#width": shape["width"], **overrides}
+
+
 class LdctClipApp(MONAILabelApp):
     """ldct-clip's MONAI Label app: one infer task, ``ldct_denoise``; no training, no active learning."""
 
@@ -114,6 +138,11 @@ class LdctClipApp(MONAILabelApp):
             raise ValueError(f"--conf bundle_overrides must be a JSON object: {e}") from e
         if not isinstance(self.overrides, dict):
             raise ValueError("--conf bundle_overrides must be a JSON object of bundle config ids to values")
+        self.label: str | None = None
+        if not conf.get("bundle") and not os.path.isfile(os.path.join(self.bundle, "models", "model.pt")):
+            self.bundle, self.overrides = _demo_bundle(self.bundle, app_dir, self.overrides)
+            self.label = DEMO_LABEL
+            logger.warning(f"{TASK}: no models/model.pt installed; serving the {DEMO_LABEL} ({self.bundle})")
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -128,7 +157,7 @@ class LdctClipApp(MONAILabelApp):
         unknown = wanted - {TASK, "all"}
         if unknown:
             raise ValueError(f"unknown model(s) {sorted(unknown)}: this app has only {TASK!r}")
-        return {TASK: LdctDenoiseTask(self.bundle, self.conf, self.overrides)}
+        return {TASK: LdctDenoiseTask(self.bundle, self.conf, self.overrides, label=self.label)}
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {}  # nothing to label, so no next-sample strategy

@@ -98,3 +98,71 @@ def test_low_dose_example_pair():
     np.testing.assert_array_equal(ld, ld2)
     np.testing.assert_array_equal(nd, nd2)
     assert abs(float((ld - clean)[roi].mean())) < 3.0
+
+
+# -- other body regions -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["chest", "head", "neck"])
+def test_regions_are_deterministic_and_distinct(region):
+    vol = make_phantom((96, 96, 3), region=region, seed=0)
+    assert vol.shape == (96, 96, 3) and vol.dtype == np.float32
+    np.testing.assert_array_equal(vol, make_phantom((96, 96, 3), region=region, seed=0))
+    assert not np.array_equal(vol, make_phantom((96, 96, 3), region=region, seed=1))
+    assert not np.array_equal(vol, make_phantom((96, 96, 3), seed=0))  # not the abdomen
+    assert np.all(vol[:3, :3] == -1000.0) and vol.max() <= 1100.0
+
+
+def test_chest_has_lungs_with_vessels_heart_and_bone():
+    flat = make_phantom((256, 256, 4), region="chest", texture_hu=0.0, seed=0)
+    assert np.isclose(flat, HU["lung"]).mean() > 0.08  # two lungs fill much of the slice
+    assert np.isclose(flat, HU["lung_vessel"]).sum() > 30  # small vessels inside them
+    assert np.isclose(flat, HU["myocardium"]).sum() > 500 and np.isclose(flat, HU["blood"]).sum() > 200
+    assert (flat > 600).mean() > 0.002  # ribs, sternum, vertebra
+    textured = make_phantom((256, 256, 4), region="chest", seed=0)
+    lung = np.isclose(flat, HU["lung"])
+    assert 5.0 < (textured - flat)[lung].std() < 60.0  # parenchyma texture
+
+
+def test_head_has_skull_grey_white_matter_ventricles_and_lesions():
+    flat = make_phantom((256, 256, 3), region="head", texture_hu=0.0, seed=0)
+    assert (flat > 900).mean() > 0.01  # skull
+    for tissue in ("grey_matter", "white_matter", "ventricle"):
+        assert np.isclose(flat, HU[tissue]).sum() > 100, tissue
+    # low-contrast lesions: values a few HU off white matter
+    off = np.abs(flat - HU["white_matter"])
+    assert ((off > 3) & (off < 9) & (np.abs(flat - HU["grey_matter"]) > 1)).sum() > 20
+
+
+def test_neck_has_airway_thyroid_vessels_and_spine():
+    flat = make_phantom((192, 192, 3), region="neck", texture_hu=0.0, seed=0)
+    body = ndimage_fill(flat > -500)
+    assert ((flat < -990) & body).sum() > 50  # trachea inside the neck
+    assert np.isclose(flat, HU["thyroid"]).sum() > 100
+    assert np.isclose(flat, HU["aorta"]).sum() > 20  # carotids
+    assert (flat > 600).sum() > 100  # cervical vertebra
+
+
+def ndimage_fill(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return np.stack([ndimage.binary_fill_holes(mask[:, :, k]) for k in range(mask.shape[2])], axis=2)
+
+
+def test_pixel_spacing_sets_the_field_of_view():
+    # the same anatomy in mm: a finer grid over half the field of view shows the centre magnified
+    wide = make_phantom((128, 128), region="head", pixel_size_mm=2.0, seed=3)
+    zoom = make_phantom((128, 128), region="head", pixel_size_mm=1.0, seed=3)
+    assert (wide > -500).mean() < (zoom > -500).mean()
+
+
+def test_unknown_region_raises():
+    with pytest.raises(InputError, match="region"):
+        make_phantom((64, 64), region="knee")
+
+
+def test_low_dose_example_of_a_region():
+    ld, nd = make_low_dose_example((96, 96, 1), 0.25, seed=0, region="head")
+    clean = make_phantom((96, 96, 1), region="head", seed=0)
+    assert ld.shape == nd.shape == clean.shape
+    assert np.std(ld - clean) > np.std(nd - clean) > 0

@@ -1,0 +1,445 @@
+#!/usr/bin/env python
+"""Train the demo weights: a small CLIPDenoiser on synthetic CT, on a CPU, resumable.
+
+These are *demo weights trained on synthetic data, not the paper's CLIP model*: CLIP weights and the authors'
+checkpoints cannot reach these machines, so the encoder is a small ResNet trunk (width 16, layers [1, 1, 1, 1])
+initialised at random, and the data are the procedural phantoms of :mod:`ldct_clip.phantom` (abdomen, chest,
+head, neck) at several sizes, pixel spacings and slice thicknesses.  The real CT images inside pydicom and
+pydicom-data are never used here.
+
+Stages (each resumable: finished work is kept in ``--workdir`` and skipped or continued):
+
+``data``   a bank of (noisy, clean) slice pairs on disk: projection-domain noise
+           (:func:`ldct_clip.simulation.simulate_low_dose`, Poisson + electronic noise, FBP) at a dose drawn
+           from ``--dose-range`` (default 10 %-50 % of a 7.5e4-6e5 photon full dose), random FBP filter;
+           the target is the noise-free phantom.  ``--shard i/n`` splits the work over processes.
+``train``  the paper's recipe (:class:`ldct_clip.training.DenoisingTrainer`: L1 loss, AdamW 3e-4 / 1e-4,
+           cosine to 1e-6, mixup Beta(1.2, 1.2) on half the batches, gradient-norm clipping 0.01, progressive
+           feature augmentation 0.025, flips and 90-degree rotations) on random crops of the bank, or with the
+           paper's i.i.d. Gaussian 5/255 noise on the clean slices (``--noise gaussian``, the ablation).
+           ``--encoder frozen`` keeps the random trunk fixed (the paper's set-up with CLIP weights),
+           ``--encoder trained`` trains it too (the authors' ablation).  A checkpoint of model, optimizer,
+           scheduler and trainer every ``--save-every`` iterations; re-running the command resumes from it.
+``eval``   PSNR/SSIM (abdomen window and paper protocol) of a run on validation phantoms of every region at
+           25 % dose (seeds 5000+, disjoint from training 0..N and from the benchmark's 9000+).
+``export`` the model's state dict (float32, no pickled code) and a provenance JSON next to it.
+
+Example (what made ``ldct_clip/pretrained/demo_ct.pt``; see its ``demo_ct.json``)::
+
+    python scripts/train_demo.py data --workdir W --cases 1200 --shard 0/2   # and 1/2 (stopped at 269 cases)
+    python scripts/train_demo.py train --workdir W --run final --encoder trained --iterations 5000
+    python scripts/train_demo.py train --workdir W --run final2 --encoder trained --iterations 3000 --lr 1e-4 \
+        --seed 10 --init-from W/runs/final/final.pt
+    python scripts/train_demo.py eval --workdir W --run final2
+    python scripts/train_demo.py export --workdir W --run final2 --out ldct_clip/pretrained/demo_ct.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ldct_clip.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
+from ldct_clip.weights import DEMO_LABEL  # noqa: E402
+
+HU_WINDOW = (-1024.0, 3072.0)
+VAL_SEED = 5000
+FILTERS = ("hann", "hann", "cosine", "shepp-logan")
+REGION_NAMES = sorted(REGIONS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------
+
+
+def make_case(index: int, dose_range: tuple[float, float], slices: int = 2) -> dict[str, np.ndarray]:
+    """Training case ``index``: a random region, size, spacing, dose, flux and filter, all fixed by ``index``.
+
+    Returns int16 ``clean`` and ``noisy`` arrays ``(Z, X, Y)`` in HU and the case's parameters.
+    """
+    from ldct_clip.simulation import simulate_low_dose
+
+    rng = np.random.default_rng([index, 20240601])
+    region = REGION_NAMES[index % len(REGION_NAMES)]
+    n = int(rng.choice([192, 256, 256, 320]))
+    px = REGIONS[region].fov_mm / n * float(rng.uniform(0.75, 1.3))
+    thickness = float(rng.uniform(1.0, 5.0))
+    clean = make_phantom((n, n, slices), region=region, pixel_size_mm=px, slice_thickness_mm=thickness,
+                         texture_hu=float(rng.uniform(2.0, 8.0)), seed=index)
+    dose = float(rng.uniform(*dose_range))
+    flux = float(3e5 * math.exp(rng.uniform(math.log(0.25), math.log(2.0))))
+    filt = str(rng.choice(FILTERS))
+    noisy = simulate_low_dose(clean, dose, noise_model="poisson", incident_flux=flux, pixel_size_mm=px,
+                              filter_name=filt, seed=index)
+    to_i16 = lambda a: np.rint(np.clip(a, -32768, 32767)).astype(np.int16).transpose(2, 0, 1)  # noqa: E731
+    return {"clean": to_i16(clean), "noisy": to_i16(noisy), "dose": np.float32(dose), "flux": np.float32(flux),
+            "pixel_mm": np.float32(px), "region": np.array(region), "filter": np.array(filt)}
+
+
+def stage_data(args: argparse.Namespace) -> None:
+    bank = args.workdir / "bank"
+    bank.mkdir(parents=True, exist_ok=True)
+    shard, nshards = (int(v) for v in args.shard.split("/"))
+    t0 = time.monotonic()
+    done = 0
+    for i in range(shard, args.cases, nshards):
+        path = bank / f"case{i:05d}.npz"
+        if path.exists():
+            continue
+        case = make_case(i, tuple(args.dose_range))
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **case)
+        os.replace(tmp, path)
+        done += 1
+        if done % 20 == 0:
+            print(f"[data {shard}/{nshards}] {done} cases in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"[data {shard}/{nshards}] finished: {done} new cases in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+class BankCrops(torch.utils.data.IterableDataset):
+    """An endless stream of random ``crop x crop`` (noisy, clean) pairs in [0, 1] from the bank.
+
+    ``noise="projection"``: the bank's simulated low-dose slice; ``"gaussian"``: the clean slice plus the
+    paper's i.i.d. Gaussian noise of ``sigma / 255`` of the [-1024, 3072] window (about 80 HU for 5).
+    Random flips and 90-degree rotations.  The network input is clipped to [0, 1] as at inference
+    (:func:`ldct_clip.transforms.hu_to_unit`).  Items: ``{"image": (1, crop, crop), "label": (1, crop, crop)}``.
+    """
+
+    def __init__(self, files: list[str], crop: int, noise: str, sigma: float, seed: int) -> None:
+        self.crop, self.noise, self.sigma, self.seed = int(crop), noise, float(sigma), int(seed)
+        clean, noisy = [], []
+        for f in files:
+            with np.load(f) as z:
+                clean.extend(z["clean"])
+                noisy.extend(z["noisy"])
+        self.clean, self.noisy = clean, noisy
+
+    def __iter__(self):
+        from ldct_clip.transforms import hu_to_unit
+
+        rng = np.random.default_rng(self.seed)
+        lo, hi = HU_WINDOW
+        while True:
+            k = int(rng.integers(len(self.clean)))
+            c, n = self.clean[k], self.noisy[k]
+            i = int(rng.integers(c.shape[0] - self.crop + 1))
+            j = int(rng.integers(c.shape[1] - self.crop + 1))
+            c = c[i:i + self.crop, j:j + self.crop].astype(np.float32)
+            if self.noise == "gaussian":
+                n = c + rng.standard_normal(c.shape).astype(np.float32) * (self.sigma / 255.0 * (hi - lo))
+            else:
+                n = n[i:i + self.crop, j:j + self.crop].astype(np.float32)
+            rot, flip = int(rng.integers(4)), int(rng.integers(4))
+            pair = []
+            for a in (n, c):
+                a = np.rot90(a, rot)
+                a = a[::-1] if flip & 1 else a
+                a = a[:, ::-1] if flip & 2 else a
+                pair.append(np.ascontiguousarray(a)[None])
+            yield {"image": torch.from_numpy(hu_to_unit(pair[0], lo, hi)),
+                   "label": torch.from_numpy(hu_to_unit(pair[1], lo, hi))}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------------------
+
+
+def identity_init(net: torch.nn.Module, scale: float = 0.1) -> None:
+    """Start the network near the identity: channel 0 of the full-resolution path carries the image straight
+    to the output (centre taps of 1; inputs are >= 0, so LeakyReLU passes them), and the other random weights of
+    that path are scaled by ``scale``.  A random decoder otherwise spends most of a short CPU budget learning to
+    reproduce its input to a few HU; with this start it learns the noise from the first iteration."""
+    block = net.up_path[4].conv_block.block
+    conv0, conv1, last = block[0], block[2], net.last
+    c_u = conv0.in_channels - 3  # the image skip is concatenated last
+    with torch.no_grad():
+        net.first.weight.zero_()
+        net.first.weight[:, 0, 0, 0] = 1.0
+        for conv in (conv0, conv1, last):
+            conv.weight.mul_(scale)
+        conv0.weight[0].zero_()
+        conv0.weight[0, c_u, 1, 1] = 1.0
+        conv1.weight[0].zero_()
+        conv1.weight[0, 0, 1, 1] = 1.0
+        last.weight[0, 0].zero_()
+        last.weight[0, 0, 1, 1] = 1.0
+
+
+def build_network(args: argparse.Namespace) -> torch.nn.Module:
+    from ldct_clip.networks import CLIPDenoiser
+
+    torch.manual_seed(args.seed)
+    net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025)
+    if args.init_from:
+        from ldct_clip.checkpoints import load_weights
+
+        load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
+    elif args.init == "identity":
+        identity_init(net)
+    if args.encoder == "trained":
+        for p in net.encoder.parameters():
+            p.requires_grad_(True)
+    return net
+
+
+def run_dir(args: argparse.Namespace) -> Path:
+    return args.workdir / "runs" / args.run
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    from ignite.engine import Events
+    from ignite.handlers import Checkpoint, DiskSaver
+    from monai.handlers import LrScheduleHandler
+
+    from ldct_clip.training import BatchMixup, DenoisingTrainer, JSONLinesLogger
+
+    torch.set_num_threads(args.threads)
+    out = run_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
+    if args.max_cases:
+        files = files[: args.max_cases]
+    if not files:
+        raise SystemExit(f"no bank in {args.workdir / 'bank'}: run the data stage first")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    settings["bank_cases"] = len(files)
+    (out / "settings.json").write_text(json.dumps(settings, indent=2))
+    net = build_network(args)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.iterations, eta_min=1e-6)
+    data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=0)
+    if args.iterations % args.save_every:
+        raise SystemExit("--iterations must be a multiple of --save-every")
+    trainer = DenoisingTrainer(
+        device=torch.device("cpu"), max_epochs=args.iterations // args.save_every, train_data_loader=loader,
+        network=net, optimizer=optimizer, epoch_length=args.save_every,
+        mixup=BatchMixup(alpha=1.2, prob=0.5, seed=args.seed + 2), grad_clip_norm=0.01,
+        train_handlers=[LrScheduleHandler(scheduler, epoch_level=False, print_lr=False),
+                        JSONLinesLogger(out / "train_log.jsonl", interval=25)],
+    )
+    objects = {"model": net, "optimizer": optimizer, "lr_scheduler": scheduler, "trainer": trainer}
+    ckpt = Checkpoint(objects, DiskSaver(str(out), require_empty=False), filename_prefix="resume", n_saved=1)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, ckpt)
+    previous = sorted(out.glob("resume_checkpoint_*.pt"), key=os.path.getmtime)
+    if previous:
+        Checkpoint.load_objects(objects, torch.load(previous[-1], map_location="cpu", weights_only=True))
+        print(f"resumed from {previous[-1].name} at iteration {trainer.state.iteration}", flush=True)
+    t0 = time.monotonic()
+    wall = {"seconds": 0.0}
+    wall_file = out / "wall_seconds.json"
+    before = json.loads(wall_file.read_text())["seconds"] if wall_file.exists() else 0.0
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _record(engine) -> None:
+        wall["seconds"] = before + time.monotonic() - t0
+        wall_file.write_text(json.dumps({"seconds": wall["seconds"], "iteration": engine.state.iteration}))
+        print(f"[{args.run}] iteration {engine.state.iteration}/{args.iterations}, {wall['seconds']:.0f} s", flush=True)
+
+    if args.max_minutes:
+        from ignite.handlers import TimeLimit
+
+        # a safety stop for a shared CPU: the run ends early (learning rate not yet annealed) and says so
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(int(args.max_minutes * 60)))
+    trainer.run()
+    if trainer.state.iteration < args.iterations:
+        print(f"[{args.run}] stopped by --max-minutes at iteration {trainer.state.iteration}/{args.iterations}")
+    wall_file.write_text(json.dumps({"seconds": before + time.monotonic() - t0, "iteration": trainer.state.iteration}))
+    from ldct_clip.checkpoints import save_checkpoint
+
+    save_checkpoint(net, out / "final.pt")
+    print(f"[{args.run}] done: {out / 'final.pt'}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation and export
+# ----------------------------------------------------------------------------------------------------------
+
+
+def validation_cases(size: int = 192, dose: float = 0.25) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Validation phantoms (one 2-slice volume per region, seeds 5000+): ``(region, low_dose, clean)`` in HU."""
+    cases = []
+    for r, region in enumerate(REGION_NAMES):
+        seed = VAL_SEED + r
+        ld, _ = make_low_dose_example((size, size, 2), dose, seed=seed, region=region)
+        cases.append((region, ld, make_phantom((size, size, 2), region=region, seed=seed)))
+    return cases
+
+
+def evaluate_model(model: torch.nn.Module, cases) -> dict[str, float]:
+    from ldct_clip.inference import denoise_volume
+    from ldct_clip.metrics import compute_metrics
+
+    model.eval()
+    scores: dict[str, list[float]] = {}
+    for _, ld, clean in cases:
+        out = denoise_volume(ld, model, precision="fp32")
+        for protocol in ("ldct-benchmark-abdomen", "paper"):
+            for which, img in (("input", ld), ("output", out)):
+                m = compute_metrics(img, clean, protocol)
+                for name in ("psnr", "ssim"):
+                    scores.setdefault(f"{protocol}/{which}_{name}", []).append(m[name])
+    return {k: round(float(np.mean(v)), 4) for k, v in scores.items()}
+
+
+def stage_eval(args: argparse.Namespace) -> None:
+    from ldct_clip.checkpoints import load_checkpoint
+
+    torch.set_num_threads(args.threads)
+    out = run_dir(args)
+    result = evaluate_model(load_checkpoint(out / "final.pt"), validation_cases())
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({"run": args.run, **result}, indent=2))
+
+
+def stage_export(args: argparse.Namespace) -> None:
+    import hashlib
+
+    from ldct_clip.checkpoints import load_checkpoint, save_checkpoint
+
+    src = run_dir(args)
+    model = load_checkpoint(src / "final.pt")
+    dest = Path(args.out)
+    save_checkpoint(model, dest)
+    settings = json.loads((src / "settings.json").read_text())
+    wall = json.loads((src / "wall_seconds.json").read_text())
+    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
+    ids = ids[: settings["max_cases"]] if settings.get("max_cases") else ids
+    missing = sorted(set(range(ids[-1] + 1)) - set(ids)) if ids else []
+    provenance = {
+        "name": "demo",
+        "label": DEMO_LABEL,
+        "file": dest.name,
+        "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
+        "bytes": dest.stat().st_size,
+        "architecture": {"class": "ldct_clip.networks.CLIPDenoiser", "layers": settings["layers"],
+                         "width": settings["width"], "encoder_weights": None,
+                         "encoder": f"{settings['encoder']} (random initialisation, no CLIP weights)"},
+        "input": "one axial CT slice, HU mapped to [0, 1] over [-1024, 3072] (ldct_clip.transforms.hu_to_unit)",
+        "training": {
+            "commands": args.commands or [],
+            "script": "scripts/train_demo.py",
+            "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.phantom.make_phantom, seeds "
+                     f"0..{ids[-1]}{' except ' + str(missing) if missing else ''}, regions {REGION_NAMES} in turn, "
+                     "2 slices each, 192-320 px, "
+                     "pixel spacing 0.75-1.3 x the region's field of view / size, slice thickness 1-5 mm); "
+                     f"noise: {settings['noise']}"
+                     + (f" (simulate_low_dose, Poisson, doses {settings['dose_range']}, flux 7.5e4-6e5, filters "
+                        f"{sorted(set(FILTERS))})" if settings["noise"] == "projection" else
+                        f" (i.i.d. Gaussian {settings['sigma']}/255)")
+                     + "; target: the noise-free phantom. No real CT (pydicom / pydicom-data) was used."),
+            "seeds": {"network": settings["seed"], "crops": settings["seed"] + 1, "mixup": settings["seed"] + 2,
+                      "bank": "case i uses phantom seed i and noise seed i"},
+            "iterations": wall["iteration"],
+            "batch": settings["batch"], "crop": settings["crop"], "lr": settings["lr"],
+            "recipe": "L1, AdamW (wd 1e-4), cosine to 1e-6, mixup Beta(1.2,1.2) p=0.5, grad-norm clip 0.01, "
+                      "feature augmentation 0.025, flips + 90-degree rotations, "
+                      f"{settings.get('init', 'random')} initialisation of the full-resolution path (identity_init)",
+            "wall_seconds": round(wall["seconds"], 1),
+            "threads": settings["threads"],
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",
+        },
+        "validation": json.loads((src / "eval.json").read_text()) if (src / "eval.json").exists() else None,
+        "benchmark": None,
+    }
+    if settings.get("init_from"):
+        # a continuation: record the run it started from, and the total of both
+        parent = Path(settings["init_from"]).parent
+        pw = json.loads((parent / "wall_seconds.json").read_text())
+        ps = json.loads((parent / "settings.json").read_text())
+        provenance["training"]["continued_from"] = {
+            "run": parent.name, "iterations": pw["iteration"], "wall_seconds": round(pw["seconds"], 1),
+            "lr": ps["lr"], "seed": ps["seed"], "init": ps.get("init")}
+        provenance["training"]["total_iterations"] = pw["iteration"] + wall["iteration"]
+        provenance["training"]["total_wall_seconds"] = round(pw["seconds"] + wall["seconds"], 1)
+    if args.pilots:
+        provenance["encoder_comparison"] = json.loads(Path(args.pilots).read_text())
+    prov = dest.with_suffix(".json")
+    old = json.loads(prov.read_text()) if prov.exists() else {}
+    provenance["benchmark"] = old.get("benchmark")  # written by scripts/benchmark_quality.py --provenance
+    prov.write_text(json.dumps(provenance, indent=2) + "\n")
+    print(f"wrote {dest} ({DEMO_LABEL}; {dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--workdir", type=Path, required=True, help="bank, runs and checkpoints live here")
+        sp.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+    d = sub.add_parser("data", help="simulate the bank of training pairs")
+    common(d)
+    d.add_argument("--cases", type=int, default=700, help="cases (2 slices each), seeds 0..cases-1")
+    d.add_argument("--dose-range", type=float, nargs=2, default=[0.1, 0.5])
+    d.add_argument("--shard", default="0/1", help="i/n: this process makes cases i, i+n, ...")
+    d.set_defaults(func=stage_data)
+
+    t = sub.add_parser("train", help="train (resumes a run of the same name)")
+    common(t)
+    t.add_argument("--run", required=True)
+    t.add_argument("--encoder", choices=["frozen", "trained"], default="trained")
+    t.add_argument("--noise", choices=["projection", "gaussian"], default="projection")
+    t.add_argument("--init", choices=["identity", "random"], default="identity",
+                   help="identity: the full-resolution path starts as a pass-through (see identity_init)")
+    t.add_argument("--sigma", type=float, default=5.0, help="Gaussian ablation noise, 1/255 of the window")
+    t.add_argument("--dose-range", type=float, nargs=2, default=[0.1, 0.5], help="recorded; set by the bank")
+    t.add_argument("--iterations", type=int, default=4000)
+    t.add_argument("--save-every", type=int, default=100)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--width", type=int, default=16)
+    t.add_argument("--layers", type=int, nargs=4, default=[1, 1, 1, 1])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
+    t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
+    t.add_argument("--max-cases", type=int, default=0, help="use only the first N bank cases (0: all)")
+    t.set_defaults(func=stage_train)
+
+    e = sub.add_parser("eval", help="validation PSNR/SSIM of a run")
+    common(e)
+    e.add_argument("--run", required=True)
+    e.set_defaults(func=stage_eval)
+
+    x = sub.add_parser("export", help="write the shipped state dict and its provenance JSON")
+    common(x)
+    x.add_argument("--run", required=True)
+    x.add_argument("--out", default=str(ROOT / "ldct_clip" / "pretrained" / "demo_ct.pt"))
+    x.add_argument("--pilots", default=None, help="JSON of the frozen/trained encoder comparison to record")
+    x.add_argument("--commands", nargs="*", default=None, help="the commands that made the run, for provenance")
+    x.set_defaults(func=stage_export)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

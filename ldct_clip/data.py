@@ -548,9 +548,11 @@ class CTNoise(Randomizable, Transform):
         simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose_torch` arguments
             (``pixel_size_mm``, ``incident_flux``, ``geometry``, ``method``...).
         noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.noise_bank.NoiseBank` to draw from.
+        device: ``"projection"`` only: where the noise is drawn (default: the input's device). ``"cuda"`` draws it
+            on the GPU from a DataLoader without worker processes; the output is then a tensor on that device.
 
     Input and output: ``(C, X, Y)`` or ``(X, Y)`` array or tensor in HU; the output has the input's type and
-    device, float32, unclipped (the paper feeds the unclipped noisy image to the network).
+    device (``device``'s, when given), float32, unclipped (the paper feeds the unclipped noisy image to the network).
     """
 
     backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
@@ -565,6 +567,7 @@ class CTNoise(Randomizable, Transform):
         dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
         noise_bank: NoiseBank | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         from .simulation import dose_range
 
@@ -582,6 +585,7 @@ class CTNoise(Randomizable, Transform):
         self.dose_range = dose_range(dose_fraction) if noise == "projection" else (0.25, 0.25)
         self.simulation_kwargs = dict(simulation_kwargs or {})
         self.noise_bank = noise_bank
+        self.device = torch.device(device) if device is not None else None
         self._seed = 0
 
     def randomize(self, data: Any = None) -> None:
@@ -611,13 +615,15 @@ class CTNoise(Randomizable, Transform):
         else:
             # all planes in one batch, on the input's device (a CUDA batch gets its noise on the GPU)
             x = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.asarray(arr, dtype=np.float32))
+            if self.device is not None:
+                x = torch.as_tensor(x, device=self.device)
             planes = x.detach().reshape((-1,) + tuple(x.shape[-2:]))
             rng = np.random.default_rng(self._seed)
             lo, hi = self.dose_range
             doses = torch.as_tensor(rng.uniform(lo, hi, len(planes)) if hi > lo else np.full(len(planes), lo))
             seeds = [int(v) for v in rng.integers(0, 2**62, len(planes))]
             out = simulate_low_dose_torch(planes, doses, seeds=seeds, **self.simulation_kwargs).reshape(x.shape)
-            return out if isinstance(img, torch.Tensor) else out.numpy()
+            return out if isinstance(img, torch.Tensor) or self.device is not None else out.numpy()
         out_t, *_ = convert_to_dst_type(out.astype(np.float32), img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)
         return out_t
 
@@ -644,13 +650,14 @@ class RandCTNoised(Randomizable, MapTransform):
         dose_fraction: float | Sequence[float] = 0.25,
         simulation_kwargs: Mapping[str, Any] | None = None,
         noise_bank: NoiseBank | None = None,
+        device: str | torch.device | None = None,
         name_key: str = "name",
         slice_key: str = "slice",
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.transform = CTNoise(noise, sigma, slice_thickness_mm, reference_thickness_mm, hu_window, dose_fraction,
-                                 simulation_kwargs, noise_bank)
+                                 simulation_kwargs, noise_bank, device)
         self.name_key, self.slice_key = name_key, slice_key
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandCTNoised:

@@ -7,6 +7,7 @@ run uses ``TINY_TRAIN`` from ``test_training.py`` (a width-8 network with a rand
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from ldct_clip.data import CTNoise, RandCTNoised, TrainingSlices
@@ -16,7 +17,7 @@ from ldct_clip.noise_bank import build_noise_bank
 from ldct_clip.phantom import make_phantom
 from ldct_clip.training import read_log
 
-from test_training import monai_train
+from test_training import CONFIGS, monai_train
 
 N_REAL = 3
 SIM = {"pixel_size_mm": 1.5}
@@ -124,3 +125,33 @@ def test_bundle_trains_with_online_projection_noise_over_a_dose_range(tmp_path):
     train_log = read_log(out / "logs" / "train_log.jsonl", "train")
     assert [rec["iteration"] for rec in train_log] == [5, 10] and all(np.isfinite(rec["loss"]) for rec in train_log)
     assert "noise bank" not in r.stdout + r.stderr  # online noise: no bank is built
+
+
+def test_projection_noise_on_a_given_device_returns_a_tensor_there():
+    # train.json draws the noise where the network trains when the DataLoader has no workers (noise_device)
+    from ldct_clip.data import RandCTNoised
+
+    hu = make_phantom((64, 64, 1), seed=4)[:, :, 0][None].astype(np.float32)
+    on_device = RandCTNoised(keys="image", noise="projection", dose_fraction=0.25, device="cpu")
+    on_device.set_random_state(3)
+    out = on_device({"image": hu})["image"]
+    assert isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.shape == hu.shape
+    plain = RandCTNoised(keys="image", noise="projection", dose_fraction=0.25)
+    plain.set_random_state(3)
+    same = plain({"image": hu})["image"]
+    assert isinstance(same, np.ndarray)
+    np.testing.assert_allclose(out.numpy(), same, atol=1e-3)  # the same draw, only where it lives differs
+    assert np.abs(same - hu).std() > 5.0  # and it is noise
+
+
+def test_train_config_draws_noise_on_the_training_device_without_workers():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser["num_workers"] = 0
+    assert parser.get_parsed_content("noise_device") == parser.get_parsed_content("device")
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser["num_workers"] = 2
+    assert parser.get_parsed_content("noise_device") is None

@@ -36,7 +36,7 @@ REGIONS = ("abdomen", "chest", "head", "neck")
 def write_data(root: Path, size: int) -> dict[str, Path]:
     affine = np.diag([0.8, 0.8, 2.0, 1.0])
     for i, region in enumerate(REGIONS):
-        write_nifti(np.rint(make_phantom((size, size, 8), seed=100 + i, region=region)), affine, root / "train" / f"P{i}.nii.gz")
+        write_nifti(np.rint(make_phantom((size, size, 16), seed=100 + i, region=region)), affine, root / "train" / f"P{i}.nii.gz")
     val = np.rint(make_phantom((size, size, 2), seed=200))
     for name in ("val_ld", "val_nd"):
         write_nifti(val, affine, root / name / "V.nii.gz")

@@ -230,3 +230,29 @@ def test_ldct_clip_works_with_numpy_1_26(ml_python, tmp_path):
     r = _run_in_env(ml_python, code, str(files[0].parent), str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "numpy 1.26" in r.stdout and "slices 3" in r.stdout
+
+
+@pytest.mark.skipif((Path(bundle_root()) / "models" / "model.pt").exists(),
+                    reason="the project's bundle has installed weights: the demo fallback is not used")
+def test_app_without_installed_weights_serves_the_demo_weights(ml_python, orthanc, ct_series, tmp_path):
+    """No --conf bundle and no models/model.pt: the shipped demo weights are served, labelled as such."""
+    from ldct_clip.checkpoints import load_checkpoint
+    from ldct_clip.weights import DEMO_LABEL, resolve_weights
+
+    conf = {"models": "ldct_denoise", "bundle_overrides": json.dumps({"precision": "fp32"}, separators=(",", ":"))}
+    s = MonaiLabelServer(ml_python, orthanc.dicomweb, conf, tmp_path).wait()
+    try:
+        info = requests.get(f"{s.url}/info/", timeout=30).json()
+        assert DEMO_LABEL in info["models"]["ldct_denoise"]["description"]
+        assert DEMO_LABEL in s.log.read_text(errors="replace")
+        folder, series_uid = ct_series
+        r = requests.post(f"{s.url}/infer/ldct_denoise", params={"image": series_uid, "output": "image"}, timeout=300)
+        assert r.status_code == 200, f"{r.status_code} {r.text[:500]}\n{s.log_tail()}"
+    finally:
+        s.stop()
+    (tmp_path / "demo.nii.gz").write_bytes(r.content)
+    got = np.asarray(nib.load(tmp_path / "demo.nii.gz").dataobj, dtype=np.float32)
+    src = read_case(find_cases(folder)[0])
+    expected = np.round(denoise_volume(src.hu, load_checkpoint(resolve_weights("demo")), precision="fp32"))
+    assert np.abs(got - expected).max() <= 1.0  # the demo network's answer, not random or other weights
+    assert np.abs(got - src.hu).mean() > 1.0

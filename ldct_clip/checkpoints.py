@@ -91,18 +91,12 @@ def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path:
         raise WeightsError(f"checkpoint {path} does not fit the network: " + "; ".join(parts))
 
 
-def _read(path: Path) -> dict[str, torch.Tensor]:
-    if path.is_file() and path.stat().st_size == 0:
-        raise WeightsError(f"checkpoint {path} is empty (0 bytes): an interrupted download or copy. Fetch it again.")
-    return read_state_dict(path)
-
-
 def load_weights(
     model: CLIPDenoiser, path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params"
 ) -> CLIPDenoiser:
     """Load a checkpoint file into an existing model, strictly (only ``encoder.layer4.*`` may be dropped)."""
     path = Path(path)
-    state = extract_state_dict(_read(path), param_key)
+    state = extract_state_dict(read_state_dict(path), param_key)
     _check_keys(model, state, path)
     model.load_state_dict(state)
     return model.to(map_location)
@@ -122,7 +116,7 @@ def load_checkpoint(
     Raises :class:`WeightsError` naming the keys when the file does not fit.
     """
     path = Path(path)
-    state = extract_state_dict(_read(path), param_key)
+    state = extract_state_dict(read_state_dict(path), param_key)
     model = CLIPDenoiser(**{**infer_config(state), **overrides})
     _check_keys(model, state, path)
     model.load_state_dict(state)

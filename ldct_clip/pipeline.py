@@ -22,7 +22,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from .io.cases import Case, find_cases
 from .io.readers import read_case
 from .io.writers import check_output_path, write_derived_series, write_nifti
 from .precision import prepare_model, resolve_precision
-from .shards import Shard, gather, resolve_shard, select
+from .shards import Shard, distributed_shard, gather, resolve_shard, select
 from .visualize import SOFT_TISSUE, save_panels
 from .weights import weights_label
 
@@ -173,10 +174,9 @@ class CTDenoisingWorkflow:
         start = time.perf_counter()
         finals = self._outputs(case.name)
         self._check_outputs(finals)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _warnings_logged_once(case.name) as notes:
             volume = read_case(case)
-        notes = _log_once(case.name, [*volume.warnings, *(str(w.message) for w in caught)])
+            notes.extend(volume.warnings)
         n = volume.hu.shape[-1]
         with tqdm(total=n, desc=case.name, unit="slice", file=sys.stderr, disable=not self.progress, leave=False) as bar:
             denoised = denoise_volume(
@@ -283,11 +283,10 @@ class CTDenoisingWorkflow:
 
     def _run(self) -> list[CaseResult]:
         self._check_paths()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _warnings_logged_once(str(self.dataset_dir)):
             cases = find_cases(self.dataset_dir)
-        _log_once(str(self.dataset_dir), [str(w.message) for w in caught])
         shard = resolve_shard(self.shard)
+        index = shard[0] if shard else 0
         total = len(cases)
         cases = select(cases, shard)
         model = self.load_network()
@@ -300,15 +299,12 @@ class CTDenoisingWorkflow:
         for case in cases:
             if self.skip_complete and self.is_complete(case):
                 log.info("%s: skipped: complete outputs of an earlier run exist", case.name)
-                results.append(CaseResult(case.name, True, skipped=True, shard=shard[0] if shard else 0))
+                results.append(CaseResult(case.name, True, skipped=True, shard=index))
                 continue
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    try:
-                        result = self.denoise_case(case, model)
-                    finally:  # e.g. pydicom's complaints about odd values while the derived series is written
-                        _log_once(case.name, [str(w.message) for w in caught])
+                # e.g. pydicom's complaints about odd values while the derived series is written
+                with _warnings_logged_once(case.name):
+                    result = self.denoise_case(case, model)
                 log.info(
                     "%s: %d slices in %.1f s (%.2f slices/s) -> %s",
                     result.name, result.slices, result.seconds, result.slices / max(result.seconds, 1e-9),
@@ -317,7 +313,7 @@ class CTDenoisingWorkflow:
             except LdctClipError as e:
                 result = CaseResult(case.name, False, message=str(e))
                 log.error("%s: FAILED: %s", case.name, e)
-            result.shard = shard[0] if shard else 0
+            result.shard = index
             results.append(result)
         _log_summary(results, "done" if shard is None else f"shard {shard[0]}/{shard[1]} done")
         if shard is not None:
@@ -327,7 +323,7 @@ class CTDenoisingWorkflow:
     def _write_summary(self, results: list[CaseResult], shard: Shard) -> None:
         """One CSV for the run: rank 0 merges every rank's results (an explicit shard writes its own)."""
         merged = [r for rank_results in gather(results) for r in rank_results]
-        if resolve_shard(None) is not None:  # torchrun: rank 0 speaks for all
+        if distributed_shard() is not None:  # torchrun: rank 0 speaks for all
             if shard[0] != 0:
                 return
             _log_summary(merged, f"all {shard[1]} shards done")
@@ -355,13 +351,22 @@ def _log_summary(results: Sequence[CaseResult], what: str) -> None:
              + ", ".join(r.name for r in results if not r.ok))
 
 
-def _log_once(where: str, notes: Sequence[str]) -> list[str]:
-    """Log each distinct note once: pydicom/numpy/reader warnings become one log line each, not a Python
-    warning with its source line beside a log line."""
-    unique = list(dict.fromkeys(notes))
-    for note in unique:
-        log.warning("%s: %s", where, note)
-    return unique
+@contextmanager
+def _warnings_logged_once(where: str) -> Iterator[list[str]]:
+    """Turn the Python warnings raised inside (pydicom, numpy, the readers) into one log line per distinct note,
+    instead of a warning with its source line beside a log line. Yields the list of notes: the caller may add its
+    own, and after the block it holds each distinct note once, in order. The notes are logged even if the block
+    raises."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield notes
+        finally:
+            unique = list(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
+            notes[:] = unique
+            for note in unique:
+                log.warning("%s: %s", where, note)
 
 
 def _is_output_kind(path: Path, key: str) -> bool:

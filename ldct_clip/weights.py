@@ -172,6 +172,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor] | dict:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weight file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weight file {path} is empty (0 bytes): an interrupted download or copy. Fetch it again.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

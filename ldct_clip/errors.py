@@ -7,7 +7,7 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["LdctClipError", "InputError", "WeightsError"]
+__all__ = ["LdctClipError", "InputError", "WeightsError", "user_error"]
 
 
 class LdctClipError(Exception):
@@ -20,3 +20,16 @@ class InputError(LdctClipError, ValueError):
 
 class WeightsError(LdctClipError):
     """Weights are missing, corrupt, or do not fit the network."""
+
+
+def user_error(exc: BaseException) -> LdctClipError | None:
+    """The :class:`LdctClipError` behind ``exc``, if any: MONAI wraps what a transform or a config component
+    raises (``RuntimeError("applying transform ...")``), keeping the original as the cause."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LdctClipError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

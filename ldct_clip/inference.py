@@ -8,6 +8,7 @@ in memory; each step works on ``sw_batch_size`` slices.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,9 +17,12 @@ import torch
 from monai.inferers import Inferer, sliding_window_inference
 from monai.networks import eval_mode
 
+from tqdm import tqdm
+
+from .bundle import as_flag
 from .errors import InputError
 from .precision import autocast, default_sw_batch_size, resolve_precision
-from .transforms import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
+from .transforms.window import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 
@@ -37,9 +41,11 @@ class SliceSlidingWindowInferer(Inferer):
         mode: blending of overlapping windows (``"gaussian"`` or ``"constant"``).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`ldct_clip.precision`).
         channels_last: feed the network channels_last tensors (faster convolutions on CPU and GPU).
+        progress: show a progress bar over the slices of a volume.
 
     Inputs ``(B, C, X, Y, Z)`` (slices along the last axis, MONAI's convention after ``LoadImage``) or
-    ``(B, C, X, Y)``; output of the same shape, float32.
+    ``(B, C, X, Y)``; output of the same shape, float32. Slices smaller than 32x32 px and NaN or infinite
+    values are refused (:class:`~ldct_clip.errors.InputError`).
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class SliceSlidingWindowInferer(Inferer):
         mode: str = "gaussian",
         precision: str = "fp32",
         channels_last: bool = True,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         if len(roi_size) != 2:
@@ -59,7 +66,8 @@ class SliceSlidingWindowInferer(Inferer):
         self.sw_batch_size = int(sw_batch_size)
         self.mode = mode
         self.precision = precision
-        self.channels_last = channels_last
+        self.channels_last = as_flag(channels_last, "channels_last")
+        self.progress = as_flag(progress, "progress")
 
     def infer_slices(self, slices: torch.Tensor, network: Callable[..., torch.Tensor]) -> torch.Tensor:
         """Run ``network`` over ``(N, C, X, Y)`` slices; returns float32 ``(N, C_out, X, Y)``.
@@ -89,13 +97,18 @@ class SliceSlidingWindowInferer(Inferer):
         if inputs.ndim != 5:
             raise ValueError(f"expected (B, C, X, Y) or (B, C, X, Y, Z) input, got shape {tuple(inputs.shape)}")
         b, c, x, y, z = inputs.shape
+        _check_volume(inputs[0, 0])
         outputs = []
-        for k0 in range(0, z, self.sw_batch_size):
-            chunk = inputs[..., k0 : k0 + self.sw_batch_size]
-            n = chunk.shape[-1]
-            flat = chunk.permute(0, 4, 1, 2, 3).reshape(b * n, c, x, y)
-            out = self.infer_slices(flat, network)
-            outputs.append(out.reshape(b, n, -1, x, y).permute(0, 2, 3, 4, 1))
+        with tqdm(total=z, unit="slice", file=sys.stderr, disable=not self.progress, leave=False) as bar:
+            for k0 in range(0, z, self.sw_batch_size):
+                chunk = inputs[..., k0 : k0 + self.sw_batch_size]
+                if not torch.isfinite(chunk).all():
+                    raise InputError(f"the volume has NaN or infinite values in slices {k0}-{k0 + chunk.shape[-1] - 1}")
+                n = chunk.shape[-1]
+                flat = chunk.permute(0, 4, 1, 2, 3).reshape(b * n, c, x, y)
+                out = self.infer_slices(flat, network)
+                outputs.append(out.reshape(b, n, -1, x, y).permute(0, 2, 3, 4, 1))
+                bar.update(n)
         return torch.cat(outputs, dim=-1)
 
 

@@ -22,7 +22,7 @@ from ldct_clip.errors import InputError
 from ldct_clip.io.cases import Case, dicom_int, find_cases, has_dicm_magic, read_dicom
 from ldct_clip.io.volume import CTVolume
 
-__all__ = ["read_case", "read_path", "LPS_TO_RAS"]
+__all__ = ["read_case", "read_dicom_headers", "read_path", "LPS_TO_RAS"]
 
 #: Multiply an LPS+ affine on the left by this to get the RAS+ affine (and vice versa).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -258,12 +258,13 @@ def _codec_problem(ds: Any) -> str | None:
     )
 
 
-def _dcmread(path: Path) -> Any:
-    """The whole file, decoded; a preamble-less file (no ``DICM``) gets the transfer syntax it was read with."""
+def _dcmread(path: Path, pixels: bool = True) -> Any:
+    """The whole file (without pixel data unless ``pixels``); a preamble-less file (no ``DICM``) gets the transfer
+    syntax it was read with."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    ds = read_dicom(path)
+    ds = read_dicom(path, stop_before_pixels=not pixels)
     if _transfer_syntax(ds) is None:
         # Older exports: a bare dataset, no file meta.  pydicom worked out the encoding while reading it, which
         # says unambiguously how the (then necessarily uncompressed) pixel data are laid out.
@@ -347,17 +348,19 @@ def _to_hu(stored: np.ndarray, s: _Slice) -> np.ndarray:
     return hu.T.astype(np.float32)
 
 
-def _read_dicom_series(case: Case) -> CTVolume:
+def _read_dicom_series(case: Case, pixels: bool = True) -> CTVolume:
+    """The series as a volume; with ``pixels=False`` only its headers are read (and ``hu`` is a zero placeholder
+    that takes no memory), for writers that need the headers in the volume's slice order."""
     notes: list[str] = []
     datasets, slices, arrays = [], [], []
     for path in case.paths:
-        ds = _dcmread(path)
+        ds = _dcmread(path, pixels)
         label = str(path)
         _check_ct(ds, label)
         _check_identity(ds, label)
         if "PerFrameFunctionalGroupsSequence" in ds or dicom_int(ds, "NumberOfFrames", label, default=1) > 1:
             if len(case.paths) == 1:
-                return _read_multiframe(case, ds)
+                return _read_multiframe(case, ds, pixels)
             raise InputError(
                 f"{path}: multi-frame DICOM file inside a series of {len(case.paths)} files; read it as its own case."
             )
@@ -365,15 +368,17 @@ def _read_dicom_series(case: Case) -> CTVolume:
             if keyword not in ds:
                 raise InputError(f"{label}: no {keyword}; not a DICOM image.")
         slices.append(_single_frame_slice(ds, label))
-        arrays.append(_pixels(ds, label))
-        del ds.PixelData  # headers stay for the writer; pixels now live in `arrays`
+        if pixels:
+            arrays.append(_pixels(ds, label))
+            del ds.PixelData  # headers stay for the writer; pixels now live in `arrays`
         datasets.append(ds)
 
     order, affine = _assemble_geometry(slices, notes)
     _rescale(slices, notes)
     first = slices[0]
-    hu = np.empty((first.cols, first.rows, len(slices)), dtype=np.float32)
-    for k, idx in enumerate(order):
+    shape = (first.cols, first.rows, len(slices))
+    hu = np.empty(shape, dtype=np.float32) if pixels else np.broadcast_to(np.float32(0), shape)
+    for k, idx in enumerate(order if pixels else ()):
         if arrays[idx].shape != (first.rows, first.cols):
             raise InputError(f"{slices[idx].label}: pixel data shape {arrays[idx].shape} does not match Rows/Columns.")
         hu[:, :, k] = _to_hu(arrays[idx], slices[idx])
@@ -399,7 +404,7 @@ def _group_item(ds: Any, per_frame: Any, keyword: str) -> Any:
     return None
 
 
-def _read_multiframe(case: Case, ds: Any) -> CTVolume:
+def _read_multiframe(case: Case, ds: Any, pixels: bool = True) -> CTVolume:
     """An enhanced (functional-group) multi-frame CT file: one frame per slice."""
     from pydicom.sequence import Sequence
 
@@ -453,16 +458,18 @@ def _read_multiframe(case: Case, ds: Any) -> CTVolume:
 
     order, affine = _assemble_geometry(slices, notes)
     _rescale(slices, notes)
-    pixels = _pixels(ds, str(path))
-    if n_frames == 1:
-        pixels = pixels[None]
-    if pixels.shape != (n_frames, rows, cols):
-        raise InputError(f"{path}: pixel data shape {pixels.shape} does not match NumberOfFrames/Rows/Columns.")
-    hu = np.empty((cols, rows, n_frames), dtype=np.float32)
-    for k, f in enumerate(order):
-        hu[:, :, k] = _to_hu(pixels[f], slices[f])
-
-    del ds.PixelData
+    if pixels:
+        stored = _pixels(ds, str(path))
+        if n_frames == 1:
+            stored = stored[None]
+        if stored.shape != (n_frames, rows, cols):
+            raise InputError(f"{path}: pixel data shape {stored.shape} does not match NumberOfFrames/Rows/Columns.")
+        hu = np.empty((cols, rows, n_frames), dtype=np.float32)
+        for k, f in enumerate(order):
+            hu[:, :, k] = _to_hu(stored[f], slices[f])
+        del ds.PixelData
+    else:
+        hu = np.broadcast_to(np.float32(0), (cols, rows, n_frames))
     if per_frame:
         # Reorder the per-frame groups so that item k describes hu[:, :, k]; the writer relies on it.
         ds.PerFrameFunctionalGroupsSequence = Sequence([per_frame[f] for f in order])
@@ -650,6 +657,19 @@ def read_case(case: Case) -> CTVolume:
     if case.kind == "image":
         return _read_itk(case)
     raise InputError(f"Case {case.name!r} has unknown kind {case.kind!r}.")
+
+
+def read_dicom_headers(case: Case) -> list[Any]:
+    """The headers :func:`read_case` gives a DICOM case (``CTVolume.dicom_headers``: one per slice in the volume's
+    Z order, without PixelData), read again without decoding any pixels; for writing a derived series after the
+    volume itself has gone through a pipeline that carries arrays only.
+
+    Raises:
+        InputError: as :func:`read_case` (the files changed since), or ``case`` is not DICOM.
+    """
+    if case.kind != "dicom":
+        raise InputError(f"case {case.name!r} is {case.kind}, not DICOM: it has no headers to derive a series from.")
+    return _read_dicom_series(case, pixels=False).dicom_headers or []
 
 
 def read_path(path: Path | str) -> CTVolume:

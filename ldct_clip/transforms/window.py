@@ -1,8 +1,10 @@
-"""HU windowing and its exact inverse, as MONAI array/dictionary transform pairs.
+"""The HU window: HU <-> the network's [0, 1], and keeping what lies outside the window.
 
 The paper normalises CT as ``x = (HU - hu_min) / (hu_max - hu_min)`` with ``[hu_min, hu_max] =
 [-1024, 3072]`` (RED-CNN's preprocessing). The network sees ``x``; everything written to disk is HU.
-MONAI's ``ScaleIntensityRanged`` cannot be inverted after clipping, so the pair here is explicit.
+The map and its inverse are MONAI's ``ScaleIntensityRange(d)`` (the bundle configs name them directly;
+:func:`hu_to_unit` and :func:`unit_to_hu` apply them to plain arrays). Clipping loses the values outside the
+window, so the inverse cannot bring them back: :class:`KeepOutsideWindow` takes them from the input instead.
 """
 
 from __future__ import annotations
@@ -12,16 +14,13 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, ScaleIntensityRange, Transform
+from monai.utils import convert_to_dst_type
 
 __all__ = [
     "DEFAULT_HU_WINDOW",
-    "HUToUnit",
-    "HUToUnitd",
     "KeepOutsideWindow",
     "KeepOutsideWindowd",
-    "UnitToHU",
-    "UnitToHUd",
     "hu_to_unit",
     "unit_to_hu",
 ]
@@ -38,80 +37,23 @@ def _check_window(hu_min: float, hu_max: float) -> tuple[float, float]:
 
 
 def hu_to_unit(hu: ArrayLike, hu_min: float = -1024.0, hu_max: float = 3072.0, clip: bool = True) -> ArrayLike:
-    """Map HU to the network's [0, 1] scale: ``(hu - hu_min) / (hu_max - hu_min)``, clipped if ``clip``."""
+    """Map HU to the network's [0, 1] scale: ``(hu - hu_min) / (hu_max - hu_min)``, clipped if ``clip``.
+
+    MONAI's ``ScaleIntensityRange(hu_min, hu_max, 0, 1, clip)``; float32 of the input's type and device.
+    """
     lo, hi = _check_window(hu_min, hu_max)
-    x = (hu - lo) / (hi - lo)
-    if clip:
-        x = x.clamp(0.0, 1.0) if isinstance(x, torch.Tensor) else np.clip(x, 0.0, 1.0)
-    return x
+    x = ScaleIntensityRange(lo, hi, 0.0, 1.0, clip=clip)(hu)
+    return convert_to_dst_type(x, dst=hu, dtype=x.dtype)[0]
 
 
 def unit_to_hu(x: ArrayLike, hu_min: float = -1024.0, hu_max: float = 3072.0) -> ArrayLike:
-    """Inverse of :func:`hu_to_unit` (exact inside the window): ``x * (hu_max - hu_min) + hu_min``."""
-    lo, hi = _check_window(hu_min, hu_max)
-    return x * (hi - lo) + lo
+    """Inverse of :func:`hu_to_unit` (exact inside the window): ``x * (hu_max - hu_min) + hu_min``.
 
-
-class HUToUnit(Transform):
-    """Array transform: HU -> [0, 1] over ``[hu_min, hu_max]``. Keeps the type and shape of the input."""
-
-    def __init__(self, hu_min: float = -1024.0, hu_max: float = 3072.0, clip: bool = True) -> None:
-        self.hu_min, self.hu_max = _check_window(hu_min, hu_max)
-        self.clip = clip
-
-    def __call__(self, img: ArrayLike) -> ArrayLike:
-        return hu_to_unit(img, self.hu_min, self.hu_max, self.clip)
-
-
-class UnitToHU(Transform):
-    """Array transform: [0, 1] -> HU over ``[hu_min, hu_max]``, the inverse of :class:`HUToUnit`.
-
-    With ``round_output`` the result is rounded to whole HU (before an integer writer truncates it).
+    MONAI's ``ScaleIntensityRange(0, 1, hu_min, hu_max)``; float32 of the input's type and device.
     """
-
-    def __init__(self, hu_min: float = -1024.0, hu_max: float = 3072.0, round_output: bool = False) -> None:
-        self.hu_min, self.hu_max = _check_window(hu_min, hu_max)
-        self.round_output = round_output
-
-    def __call__(self, img: ArrayLike) -> ArrayLike:
-        hu = unit_to_hu(img, self.hu_min, self.hu_max)
-        if self.round_output:
-            hu = torch.round(hu) if isinstance(hu, torch.Tensor) else np.rint(hu)
-        return hu
-
-
-class HUToUnitd(MapTransform):
-    """Dictionary version of :class:`HUToUnit`."""
-
-    def __init__(
-        self, keys: KeysCollection, hu_min: float = -1024.0, hu_max: float = 3072.0, clip: bool = True,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = HUToUnit(hu_min, hu_max, clip)
-
-    def __call__(self, data: Mapping[Hashable, ArrayLike]) -> dict[Hashable, ArrayLike]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class UnitToHUd(MapTransform):
-    """Dictionary version of :class:`UnitToHU`."""
-
-    def __init__(
-        self, keys: KeysCollection, hu_min: float = -1024.0, hu_max: float = 3072.0, round_output: bool = False,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = UnitToHU(hu_min, hu_max, round_output)
-
-    def __call__(self, data: Mapping[Hashable, ArrayLike]) -> dict[Hashable, ArrayLike]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
+    lo, hi = _check_window(hu_min, hu_max)
+    hu = ScaleIntensityRange(0.0, 1.0, lo, hi)(x)
+    return convert_to_dst_type(hu, dst=x, dtype=hu.dtype)[0]
 
 
 class KeepOutsideWindow(Transform):

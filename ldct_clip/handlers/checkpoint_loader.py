@@ -1,0 +1,75 @@
+"""Load the denoiser's weights when the run starts: strictly, in any checkpoint format ldct-clip reads."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Events
+
+from ..bundle import as_flag
+from ..checkpoints import load_weights
+from ..errors import WeightsError
+from ..precision import prepare_model
+from ..weights import weights_label
+
+__all__ = ["StrictCheckpointLoader"]
+
+log = logging.getLogger("ldct_clip")
+
+
+class StrictCheckpointLoader:
+    """At ``STARTED``, load ``ckpt_path`` into ``engine.network`` and prepare it for inference.
+
+    Unlike MONAI's ``CheckpointLoader`` (``strict=False`` leaves random weights behind a warning), a checkpoint
+    that does not fit the network is refused naming the keys (:func:`~ldct_clip.checkpoints.load_weights`,
+    which reads the authors' ``.pth`` and this project's ``.pt`` without executing pickled code). Then the network
+    is put in eval mode with BatchNorm folded into the convs, channels_last and optionally ``torch.compile``
+    (:func:`~ldct_clip.precision.prepare_model`).
+
+    Args:
+        ckpt_path: the checkpoint file.
+        allow_untrained: without a checkpoint, run the network as it is (random decoder), saying so loudly: for
+            demos and tests only.
+        channels_last, compile: see :func:`~ldct_clip.precision.prepare_model`.
+        option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
+            ``--ckpt_path``, the CLI's ``--checkpoint``).
+    """
+
+    def __init__(self, ckpt_path: str | os.PathLike | None, allow_untrained: bool | str = False,
+                 channels_last: bool | str = True, compile: bool | str = False, option: str = "--ckpt_path") -> None:
+        self.ckpt_path = Path(ckpt_path) if ckpt_path else None
+        self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
+        self.channels_last = as_flag(channels_last, "channels_last")
+        self.compile = as_flag(compile, "compile")
+        self.option = option
+        self._network: torch.nn.Module | None = None  # as configured; engine.network becomes its prepared copy
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        device = torch.device(engine.state.device)
+        if self._network is None:
+            self._network = engine.network
+        if self.ckpt_path is not None and self.ckpt_path.is_file():
+            load_weights(self._network, self.ckpt_path, map_location=device)
+            label = weights_label(self.ckpt_path)
+            log.info("weights: %s%s", self.ckpt_path, f" ({label})" if label else "")
+        elif self.allow_untrained:
+            log.warning(
+                "WARNING: running with UNTRAINED weights (no checkpoint%s). The output is NOT a denoised image; "
+                "it only shows that the pipeline runs. Get weights with `ldct-clip weights` or train with "
+                "monai_bundle/configs/train.json.",
+                f" at {self.ckpt_path}" if self.ckpt_path else "",
+            )
+        else:
+            where = self.ckpt_path or "(none given)"
+            raise WeightsError(
+                f"no checkpoint at {where}. Put the trained weights there (see `ldct-clip weights`), pass "
+                f"`{self.option} PATH`, or train one with monai_bundle/configs/train.json."
+            )
+        engine.network = prepare_model(self._network, device, channels_last=self.channels_last, compile=self.compile)

@@ -1,0 +1,27 @@
+"""MONAI transforms of ldct-clip, as array/dictionary pairs: loading CT cases, the HU window, writing outputs."""
+
+from .io import LoadCTImage, LoadCTImaged
+from .save import CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
+from .window import (
+    DEFAULT_HU_WINDOW,
+    KeepOutsideWindow,
+    KeepOutsideWindowd,
+    hu_to_unit,
+    unit_to_hu,
+    window_from,
+)
+
+__all__ = [
+    "DEFAULT_HU_WINDOW",
+    "CommitCaseOutputsd",
+    "KeepOutsideWindow",
+    "KeepOutsideWindowd",
+    "LoadCTImage",
+    "LoadCTImaged",
+    "SaveDerivedSeriesd",
+    "SaveNiftid",
+    "SavePreviewd",
+    "hu_to_unit",
+    "unit_to_hu",
+    "window_from",
+]

@@ -1,12 +1,28 @@
-"""Where the MONAI bundle lives, for configs that need a default ``bundle_root``."""
+"""The MONAI bundle as a library: its configs, read with overrides, and run.
+
+Every door of ldct-clip runs the bundle's components: ``python -m monai.bundle run`` reads
+``monai_bundle/configs/inference.json`` itself; ``ldct-clip denoise``, ``ldct-clip pacs denoise`` and
+``ldct-clip evaluate`` turn their options into config overrides and run the same config through
+:func:`run_config`; the MONAI Label app builds its task from the same ``inference.json``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
-__all__ = ["as_flag", "bundle_root", "case_dicts"]
+__all__ = ["CONFIGS", "as_flag", "bundle_root", "config_files", "load_config", "run_config"]
+
+#: The bundle's workflows and the config files each merges, in order (later files override earlier ones).
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "inference": ("inference.json",),
+    "multi_gpu_inference": ("inference.json", "multi_gpu_inference.json"),
+    "evaluate": ("inference.json", "evaluate.json"),
+}
 
 
 def bundle_root() -> str:
@@ -17,16 +33,50 @@ def bundle_root() -> str:
     return str(Path(__file__).resolve().parent.parent / "monai_bundle")
 
 
-def case_dicts(dataset_dir: str) -> list[dict[str, str]]:
-    """``[{"image": path, "name": case}]`` for MONAI ``Dataset``/``LoadImaged`` (a DICOM series as its folder).
+def config_files(workflow: str = "inference", bundle: str | os.PathLike | None = None) -> list[str]:
+    """The config files of ``workflow`` (a key of :data:`CONFIGS`) in the bundle folder ``bundle``."""
+    if workflow not in CONFIGS:
+        raise ValueError(f"unknown bundle workflow {workflow!r}; one of {sorted(CONFIGS)}")
+    folder = Path(bundle or bundle_root()) / "configs"
+    return [str(folder / name) for name in CONFIGS[workflow]]
 
-    A missing folder gives an empty list, so parsing a config never fails on a path it does not use.
-    """
-    from .io.cases import find_cases
 
-    if not Path(dataset_dir).exists():
-        return []
-    return [{"image": str(case.source), "name": case.name} for case in find_cases(dataset_dir)]
+def load_config(workflow: str = "inference", overrides: Mapping[str, Any] | None = None,
+                bundle: str | os.PathLike | None = None) -> Any:
+    """A ``monai.bundle.ConfigParser`` of ``workflow`` with ``overrides`` applied, as ``monai.bundle run
+    --config_file ... --<id> <value>`` builds it (ids may be nested: ``"network_def#width"``)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(workflow, bundle))
+    parser.read_meta(str(Path(bundle or bundle_root()) / "configs" / "metadata.json"))
+    if bundle is not None:
+        parser["bundle_root"] = str(bundle)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return parser
+
+
+def run_config(parser: Any) -> Any:
+    """Run a parsed bundle config like ``monai.bundle run`` does (``initialize``, the evaluator, ``finalize``),
+    except that errors raise (:class:`~ldct_clip.errors.LdctClipError` for a user's problem) instead of ending
+    the process. Returns the evaluator (its ``failures`` name the cases that failed)."""
+    from .errors import user_error
+
+    try:
+        parser.get_parsed_content("initialize")
+        evaluator = parser.get_parsed_content("evaluator")
+    except Exception as exc:  # MONAI wraps what a component raises while it is built
+        error = user_error(exc)
+        if error is None:
+            raise
+        raise error from None
+    try:
+        evaluator.run()
+    finally:
+        if "finalize" in parser:
+            parser.get_parsed_content("finalize")
+    return evaluator
 
 
 def as_flag(value: bool | str, name: str) -> bool:

@@ -23,6 +23,7 @@ from .networks import CLIPDenoiser
 from .weights import SHIPPED_WEIGHTS, read_state_dict, resolve_weights
 
 __all__ = [
+    "network_overrides",
     "extract_state_dict",
     "infer_config",
     "load_checkpoint",
@@ -138,3 +139,10 @@ def network_for_weights(weights: str | None, default: torch.nn.Module) -> torch.
         return default
     state = extract_state_dict(read_state_dict(resolve_weights(weights)))
     return CLIPDenoiser(**infer_config(state))
+
+
+def network_overrides(path: str | os.PathLike, key: str = "network_def") -> dict[str, Any]:
+    """Bundle config overrides (``{"network_def#width": 64, ...}``) that shape the config's network after the
+    checkpoint at ``path``, so that a door given only a checkpoint file builds the network that fits it."""
+    state = extract_state_dict(read_state_dict(Path(path)))
+    return {f"{key}#{name}": value for name, value in infer_config(state).items()}

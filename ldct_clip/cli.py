@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import LdctClipError
 
@@ -67,29 +68,40 @@ def _progress_printer(label: str) -> Callable[[int, int | None], None]:
 # -- denoise ----------------------------------------------------------------------------------------------
 
 
-@command
-def cmd_denoise(args: argparse.Namespace) -> int:
-    from .networks import CLIPDenoiser
-    from .pipeline import CTDenoisingWorkflow
+def _inference_overrides(args: argparse.Namespace, checkpoint: str | None) -> dict[str, Any]:
+    """Bundle config overrides for the shared inference options; a checkpoint shapes the network."""
+    import torch
+
+    from .checkpoints import network_overrides
 
     _resolve_device(args)
+    overrides: dict[str, Any] = {
+        "device": torch.device(args.device), "precision": args.precision, "channels_last": not args.no_channels_last,
+        "compile": args.compile, "roi_size": list(args.roi_size), "overlap": args.overlap,
+        "sw_batch_size": args.sw_batch_size, "hu_min": args.hu_min, "hu_max": args.hu_max,
+        "progress": not args.quiet, "ckpt_path": checkpoint or "", "checkpoint_option": "--checkpoint",
+    }
+    if getattr(args, "encoder", None):
+        overrides["network_def#encoder"] = args.encoder
+    if checkpoint and Path(checkpoint).is_file():
+        overrides.update(network_overrides(checkpoint))
+    return overrides
+
+
+@command
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from .ct.workflows import denoise_cases
+
     if args.weights:
         from .weights import resolve_weights
 
         if args.checkpoint:
             raise LdctClipError("give --weights or --checkpoint, not both")
         args.checkpoint = str(resolve_weights(args.weights))
-    # with a checkpoint the network is shaped after it; without one it is an untrained RN50 model (demo only)
-    network = None if args.checkpoint else CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder)
-    workflow = CTDenoisingWorkflow(
-        args.input, args.output, network, ckpt_path=args.checkpoint, allow_untrained=args.allow_untrained,
-        device=args.device, precision=args.precision,
-        channels_last=not args.no_channels_last, compile=args.compile, roi_size=args.roi_size, overlap=args.overlap,
-        sw_batch_size=args.sw_batch_size, hu_min=args.hu_min, hu_max=args.hu_max, write_dicom=not args.no_dicom,
-        write_png=not args.no_png, progress=not args.quiet, checkpoint_option="--checkpoint", shard=args.shard,
-        skip_complete=args.resume,
+    results = denoise_cases(
+        args.input, args.output, **_inference_overrides(args, args.checkpoint), allow_untrained=args.allow_untrained,
+        write_dicom=not args.no_dicom, write_png=not args.no_png, shard=args.shard, skip_complete=args.resume,
     )
-    results = workflow.run()
     return 0 if all(r.ok for r in results) else 2  # every failed case is a user error, already reported
 
 
@@ -138,24 +150,13 @@ def cmd_pacs(args: argparse.Namespace) -> int:
                   f"#{s.series_number if s.series_number is not None else '-'} {s.description}")
         return 0
 
-    from .checkpoints import load_checkpoint
-    from .errors import WeightsError
-    from .precision import prepare_model
     from .bundle import bundle_root
 
-    ckpt = Path(args.checkpoint) if args.checkpoint else Path(bundle_root()) / "models" / "model.pt"
-    if not ckpt.is_file():
-        raise WeightsError(
-            f"no checkpoint at {ckpt}: give --checkpoint (trained weights); a PACS gets no random-weight series"
-        )
-    _resolve_device(args)
-    device = args.device
-    model = prepare_model(load_checkpoint(ckpt), device, channels_last=not args.no_channels_last, compile=args.compile)
+    ckpt = args.checkpoint or str(Path(bundle_root()) / "models" / "model.pt")  # a PACS gets no random-weight series
     result = denoise_series(
-        args.url, args.series, model, study_uid=args.study, **auth, keep=args.keep,
+        args.url, args.series, study_uid=args.study, **auth, keep=args.keep,
         series_description_suffix=args.suffix, series_number=args.series_number, store=not args.no_store,
-        denoise_kwargs={"roi_size": args.roi_size, "overlap": args.overlap, "sw_batch_size": args.sw_batch_size,
-                        "hu_window": (args.hu_min, args.hu_max), "precision": args.precision, "device": device},
+        overrides=_inference_overrides(args, ckpt),
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True)),
     )
     print(f"study: {result.study_uid}")
@@ -193,7 +194,7 @@ def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
 
 @command
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .evaluation import simulate_case
+    from .ct.simulate_cases import simulate_case
 
     # the library logs one line per case (slices, added noise SD, files written)
     simulate_case(
@@ -207,22 +208,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import DEFAULT_WINDOWS, PairedEvaluationWorkflow
-    from .networks import CLIPDenoiser
+    from .ct.scoring import DEFAULT_WINDOWS
+    from .ct.workflows import evaluate_cases
 
-    # a checkpoint shapes the network; without one only an explicit --allow-untrained builds a random one
-    _resolve_device(args)
-    untrained = args.allow_untrained and not args.checkpoint
-    network = CLIPDenoiser(in_channels=1, out_channels=1, encoder=args.encoder) if untrained else None
-    PairedEvaluationWorkflow(
-        args.ldct, args.ndct, args.output, network, pairs_csv=args.pairs, ckpt_path=args.checkpoint,
-        allow_untrained=args.allow_untrained, device=args.device,
-        precision=args.precision, channels_last=not args.no_channels_last, compile=args.compile,
-        roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-        hu_min=args.hu_min, hu_max=args.hu_max, protocols=args.protocols, classical=args.classical,
-        noise_roi=args.noise_roi, nps_size=args.nps_size, display_windows=args.window or DEFAULT_WINDOWS,
-        write_png=not args.no_png, write_volumes=args.write_volumes, progress=not args.quiet,
-    ).run()
+    evaluate_cases(
+        args.ldct, args.ndct, args.output, pairs_csv=args.pairs, **_inference_overrides(args, args.checkpoint),
+        allow_untrained=args.allow_untrained, protocols=list(args.protocols), classical=list(args.classical),
+        noise_roi=args.noise_roi, nps_size=args.nps_size,
+        display_windows=[list(w) for w in (args.window or DEFAULT_WINDOWS)], write_png=not args.no_png,
+        write_volumes=args.write_volumes,
+    )
     return 0
 
 
@@ -306,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not args.verbose:
+        logging.getLogger("ignite").setLevel(logging.WARNING)  # the engine's epoch lines say nothing to a user
     try:
         return COMMANDS[args.command](args)
     except LdctClipError as e:

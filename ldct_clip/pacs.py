@@ -1,10 +1,10 @@
 """Denoise a CT series that lives in a PACS and store the result back, over DICOMweb.
 
-QIDO-RS finds the series (and its study), WADO-RS pulls its instances into a work folder, the usual path
-reads them (:func:`~ldct_clip.io.cases.find_cases`, :func:`~ldct_clip.io.readers.read_case`), denoises
-(:func:`~ldct_clip.inference.denoise_volume`) and writes a derived series
-(:func:`~ldct_clip.io.writers.write_derived_series`: same patient, study and frame of reference, new
-SeriesInstanceUID and SOPInstanceUIDs, DERIVED image type, references to the source images), and STOW-RS
+QIDO-RS finds the series (and its study), WADO-RS pulls its instances into a work folder, the bundle's
+inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`: the components of ``inference.json``, as for
+every door) reads, denoises and writes a derived series (:func:`~ldct_clip.io.writers.write_derived_series`:
+same patient, study and frame of reference, new SeriesInstanceUID and SOPInstanceUIDs, DERIVED image type,
+references to the source images), and STOW-RS
 stores it in the same study, where viewers (OHIF, 3D Slicer's DICOMweb browser, the PACS's own) show it
 beside the original.
 
@@ -16,6 +16,7 @@ unknown series, not a CT, refused upload) raise :class:`PacsError` with a messag
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -24,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import InputError, LdctClipError
+from .io.atomic import remove_path
 
 __all__ = [
     "PacsError",
@@ -221,7 +221,6 @@ def _check_stored(client: _Client, study_uid: str, series_uid: str, expected: in
 def denoise_series(
     url: str,
     series_uid: str,
-    model: torch.nn.Module,
     *,
     study_uid: str | None = None,
     username: str | None = None,
@@ -232,15 +231,17 @@ def denoise_series(
     series_description_suffix: str = " [ldct-clip]",
     series_number: int | None = None,
     store: bool = True,
-    denoise_kwargs: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PacsResult:
     """Pull series ``series_uid`` from the DICOMweb server at ``url``, denoise it, store the derived series back.
 
+    The pulled series goes through the bundle's inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`,
+    the components of ``inference.json``), as any other door's input does.
+
     Args:
         url: DICOMweb service root (``http://host:8042/dicom-web`` for Orthanc).
         series_uid: SeriesInstanceUID of a CT series.
-        model: the denoiser (loaded weights, on its device); put in eval mode.
         study_uid: its StudyInstanceUID, if known (saves a server-wide search).
         username, password, headers: HTTP basic auth / extra headers (e.g. ``Authorization: Bearer ...``).
         timeout: seconds per HTTP request.
@@ -248,20 +249,19 @@ def denoise_series(
             default: a temporary folder, removed at the end.
         series_description_suffix, series_number: of the derived series (see ``write_derived_series``).
         store: False: do everything but the STOW-RS (with ``keep``, to look at the result first).
-        denoise_kwargs: extra :func:`~ldct_clip.inference.denoise_volume` arguments (precision, roi_size...).
+        overrides: bundle config overrides of the inference (``ckpt_path`` -- required in practice: the
+            bundle's ``models/model.pt`` by default --, ``precision``, ``roi_size``, ``"network_def#width"``...).
         progress: called with a line of text at each step.
 
     Raises:
         PacsError: server unreachable or refusing, series unknown, not a CT series.
         InputError: the pulled series cannot be read as a CT volume.
+        WeightsError: no checkpoint, or one that does not fit.
     """
-    from .inference import denoise_volume
-    from .io.cases import find_cases
-    from .io.readers import read_case
-    from .io.writers import write_derived_series
+    import pydicom
 
-    if isinstance(model, torch.nn.Module):
-        model.eval()  # batch statistics of a model left in training mode would change the result
+    from .ct.workflows import denoise_cases
+
     say = progress or (lambda text: log.info(text))
     seconds: dict[str, float] = {}
     client = connect(url, username=username, password=password, headers=headers, timeout=timeout)
@@ -280,27 +280,24 @@ def denoise_series(
         seconds["download"] = time.perf_counter() - t
         say(f"pulled {len(files)} instances of series {series_uid} ({info.description or 'no description'})")
 
-        cases = find_cases(work / "source")
-        if len(cases) != 1:
-            raise InputError(f"series {series_uid} came back as {len(cases)} cases; expected one CT series")
-        volume = read_case(cases[0])
-        for note in volume.warnings:
-            say(f"note: {note}")
-        if volume.dicom_headers is None:
-            raise InputError(f"series {series_uid} did not read as DICOM")
-
         t = time.perf_counter()
-        nz = volume.hu.shape[2]
-        hu = denoise_volume(volume.hu, model, **dict(denoise_kwargs or {}))
-        seconds["denoise"] = time.perf_counter() - t
-        say(f"denoised {nz} slices of {volume.hu.shape[0]}x{volume.hu.shape[1]} in {seconds['denoise']:.1f} s")
-
-        out = write_derived_series(
-            hu, volume.dicom_headers, work / "denoised", series_description_suffix=series_description_suffix,
-            series_number=series_number,
+        results = denoise_cases(
+            work / "source", work / "pipeline", **{**dict(overrides or {}), "write_dicom": True, "write_png": False,
+            "series_description_suffix": series_description_suffix, "series_number": series_number},
         )
-        import pydicom
+        if len(results) != 1:
+            raise InputError(f"series {series_uid} came back as {len(results)} cases; expected one CT series")
+        if not results[0].ok:
+            raise InputError(results[0].message)
+        derived = [p for p in results[0].outputs if p.is_dir()]
+        if not derived:
+            raise InputError(f"series {series_uid} did not read as DICOM")
+        seconds["denoise"] = time.perf_counter() - t
+        say(f"denoised {results[0].slices} slices in {seconds['denoise']:.1f} s")
 
+        remove_path(work / "denoised")
+        os.replace(derived[0], work / "denoised")  # what is stored is what is kept
+        out = sorted((work / "denoised").glob("*.dcm"))
         derived_uid = str(pydicom.dcmread(out[0], stop_before_pixels=True).SeriesInstanceUID)
         stored = 0
         if store:
@@ -314,6 +311,7 @@ def denoise_series(
             instances=stored, seconds=seconds, kept=work if keep is not None else None,
         )
     finally:
+        remove_path(work / "pipeline")
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
 

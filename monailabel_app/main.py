@@ -48,9 +48,10 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.infer.bundle import BundleInferTask
 
 import ldct_clip
-from ldct_clip.checkpoints import extract_state_dict, infer_config, load_weights
+from ldct_clip.checkpoints import load_weights, network_overrides
 from ldct_clip.errors import WeightsError
-from ldct_clip.weights import DEMO_LABEL, read_state_dict, resolve_weights
+from ldct_clip.transforms import CASE_WRITERS
+from ldct_clip.weights import DEMO_LABEL, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ class LdctDenoiseTask(BundleInferTask):
                 "e.g. from `ldct-clip weights` or training), or point --conf bundle at a bundle that has one; "
                 "this app does not serve random weights."
             )
+        # the bundle's postprocessing minus the transforms that write case files: the answer is the volume itself
         super().__init__(
-            path, conf, type=InferType.OTHERS, post_filter=[SaveImaged], add_post_restore=True, load_strict=True
+            path, conf, type=InferType.OTHERS, post_filter=[SaveImaged, *CASE_WRITERS], add_post_restore=True,
+            load_strict=True,
         )
         if not self.is_valid():
             raise RuntimeError(f"MONAI Label did not accept the bundle at {path}; see the log above")
@@ -123,8 +126,7 @@ def _demo_bundle(bundle: str, app_dir: str, overrides: dict[str, Any]) -> tuple[
     shutil.copytree(os.path.join(bundle, "configs"), os.path.join(dest, "configs"), dirs_exist_ok=True)
     os.makedirs(os.path.join(dest, "models"), exist_ok=True)
     shutil.copyfile(weights, os.path.join(dest, "models", "model.pt"))
-    shape = infer_config(extract_state_dict(read_state_dict(weights)))
-    return dest, {"network_def#layers": shape["layers"], "network_def#width": shape["width"], **overrides}
+    return dest, {**network_overrides(weights), **overrides}
 
 
 class LdctClipApp(MONAILabelApp):

@@ -24,3 +24,13 @@ def tiny_model(seed: int = 0, **kwargs) -> CLIPDenoiser:
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
     return save_checkpoint(tiny_model(), tmp_path / "tiny.pt")
+
+
+def denoise(src: Path, out: Path, ckpt: Path, **overrides):
+    """The bundle's inference (``denoise_cases``) with the tiny network on CPU, without progress bars: the
+    :class:`~ldct_clip.handlers.CaseResult` of each case."""
+    from ldct_clip.ct.workflows import denoise_cases
+
+    settings = {"network_def#layers": TINY["layers"], "network_def#width": TINY["width"], "roi_size": [64, 64],
+                "device": torch.device("cpu"), "progress": False}
+    return denoise_cases(src, out, ckpt_path=str(ckpt), **{**settings, **overrides})

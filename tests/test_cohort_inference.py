@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_model
+from conftest import denoise, tiny_model
 from ldct_clip.errors import InputError
 from ldct_clip.io.synthetic import phantom_hu, write_nifti
-from ldct_clip.pipeline import CTDenoisingWorkflow
 from ldct_clip.shards import parse_shard, select
 from test_bundle import CONFIGS, TINY_OVERRIDES
 
@@ -27,9 +26,6 @@ def write_cohort(root: Path) -> Path:
     return root
 
 
-def workflow(src: Path, out: Path, ckpt: Path, **kw) -> CTDenoisingWorkflow:
-    return CTDenoisingWorkflow(src, out, tiny_model(), ckpt_path=ckpt, roi_size=(64, 64), precision="fp32",
-                               progress=False, **kw)
 
 
 def read_summary(path: Path) -> dict[str, dict[str, str]]:
@@ -49,7 +45,7 @@ def test_shards_split_the_cohort_once_and_write_their_summaries(tmp_path, tiny_c
     src, out = write_cohort(tmp_path / "in"), tmp_path / "out"
     done = {}
     for i in range(2):
-        results = workflow(src, out, tiny_checkpoint, shard=f"{i}/2", write_png=False).run()
+        results = denoise(src, out, tiny_checkpoint, shard=f"{i}/2", write_png=False)
         assert all(r.ok and not r.skipped for r in results)
         done[i] = [r.name for r in results]
         summary = read_summary(out / f"denoise_summary_shard-{i}-of-2.csv")
@@ -61,15 +57,15 @@ def test_shards_split_the_cohort_once_and_write_their_summaries(tmp_path, tiny_c
 
 def test_resume_skips_complete_cases_and_redoes_incomplete_ones(tmp_path, tiny_checkpoint):
     src, out = write_cohort(tmp_path / "in"), tmp_path / "out"
-    workflow(src, out, tiny_checkpoint).run()
+    denoise(src, out, tiny_checkpoint)
     (out / "case3.png").unlink()  # as if the run had been killed while case3 was written
     kept = {c: (out / f"{c}.nii.gz").stat().st_mtime_ns for c in CASES}
-    results = {r.name: r for r in workflow(src, out, tiny_checkpoint, skip_complete=True).run()}
+    results = {r.name: r for r in denoise(src, out, tiny_checkpoint, skip_complete=True)}
     assert [c for c, r in results.items() if not r.skipped] == ["case3"]
     assert (out / "case3.png").is_file()
     assert all((out / f"{c}.nii.gz").stat().st_mtime_ns == kept[c] for c in CASES if c != "case3")
     # without skip_complete everything is done again (the default: behaviour of a plain rerun is unchanged)
-    assert not any(r.skipped for r in workflow(src, out, tiny_checkpoint).run())
+    assert not any(r.skipped for r in denoise(src, out, tiny_checkpoint))
 
 
 @pytest.mark.slow

@@ -15,17 +15,14 @@ import pydicom
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import denoise, tiny_model
 from ldct_clip.errors import InputError
 from ldct_clip.inference import denoise_volume
 from ldct_clip.io.synthetic import phantom_hu, write_ct_series
-from ldct_clip.pipeline import CTDenoisingWorkflow
 from test_bundle import TINY_OVERRIDES, run_inference
 from tolerances import assert_rounded_close
 
 
-def workflow(src: Path, out: Path, ckpt: Path, **kw) -> CTDenoisingWorkflow:
-    return CTDenoisingWorkflow(src, out, tiny_model(), ckpt_path=ckpt, roi_size=(64, 64), progress=False, **kw)
 
 
 # -- denoise_volume ---------------------------------------------------------------------------------------
@@ -86,7 +83,7 @@ def test_dicom_series_in_derived_series_out(tmp_path, tiny_checkpoint):
     src_files = write_ct_series(tmp_path / "in" / "patient1", hu, intercept=-1024.0, slope=1.0)
     before = {p: p.read_bytes() for p in src_files}
     out = tmp_path / "out"
-    [result] = workflow(tmp_path / "in", out, tiny_checkpoint, precision="fp32").run()
+    [result] = denoise(tmp_path / "in", out, tiny_checkpoint, precision="fp32")
     assert result.ok and result.slices == 5
     # NIfTI: same grid as the input, int16 HU
     nii = nib.load(out / f"{result.name}.nii.gz")
@@ -123,7 +120,7 @@ def model_output(tmp_path: Path, ckpt: Path, hu: np.ndarray) -> np.ndarray:
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian dicom3tools) is not installed")
 def test_derived_series_passes_dciodvfy(tmp_path, tiny_checkpoint):
     write_ct_series(tmp_path / "in" / "s", phantom_hu((48, 40, 3)))
-    [result] = workflow(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False).run()
+    [result] = denoise(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False)
     for p in sorted((tmp_path / "out" / f"{result.name}_dicom").glob("*.dcm")):
         r = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True)
         errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("Error")]
@@ -142,7 +139,7 @@ def test_bad_cases_fail_alone(tmp_path, tiny_checkpoint, caplog):
     nib.save(nib.Nifti1Image(nan, np.eye(4)), inp / "nan.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((40, 40, 2, 2), np.int16), np.eye(4)), inp / "fourd.nii.gz")
     with caplog.at_level(logging.INFO, logger="ldct_clip"):
-        results = workflow(inp, tmp_path / "out", tiny_checkpoint, write_png=False).run()
+        results = denoise(inp, tmp_path / "out", tiny_checkpoint, write_png=False)
     by_ok = {r.name: r for r in results}
     assert sum(r.ok for r in results) == 1, [(r.name, r.message) for r in results]
     messages = " | ".join(r.message for r in results if not r.ok)
@@ -160,7 +157,7 @@ def test_mixed_series_are_split(tmp_path, tiny_checkpoint):
     folder = tmp_path / "in" / "study"
     write_ct_series(folder, phantom_hu((48, 40, 3), seed=1), series_description="low dose", series_number=2, prefix="A")
     write_ct_series(folder, phantom_hu((48, 40, 4), seed=2), series_description="full dose", series_number=3, prefix="B")
-    results = workflow(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False, write_dicom=False).run()
+    results = denoise(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False, write_dicom=False)
     assert sorted(r.slices for r in results) == [3, 4] and all(r.ok for r in results)
     assert len({r.name for r in results}) == 2
 
@@ -169,7 +166,7 @@ def test_missing_slice_warns_and_goes_on(tmp_path, tiny_checkpoint, caplog):
     files = write_ct_series(tmp_path / "in" / "s", phantom_hu((48, 40, 5)))
     files[2].unlink()
     with caplog.at_level(logging.WARNING, logger="ldct_clip"):
-        [result] = workflow(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False).run()
+        [result] = denoise(tmp_path / "in", tmp_path / "out", tiny_checkpoint, write_png=False)
     assert result.ok and result.slices == 4
     assert "spacing" in caplog.text.lower() or "missing" in caplog.text.lower()
 
@@ -178,7 +175,7 @@ def test_unwritable_output(tmp_path, tiny_checkpoint):
     write_ct_series(tmp_path / "in" / "s", phantom_hu((48, 40, 2)))
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    [result] = workflow(tmp_path / "in", blocker / "out", tiny_checkpoint).run()
+    [result] = denoise(tmp_path / "in", blocker / "out", tiny_checkpoint)
     assert not result.ok and str(blocker) in result.message
 
 
@@ -186,7 +183,7 @@ def test_output_inside_input_is_refused(tmp_path, tiny_checkpoint):
     files = write_ct_series(tmp_path / "in" / "s", phantom_hu((48, 40, 2)))
     before = {p: p.read_bytes() for p in files}
     with pytest.raises(InputError, match="is the input"):
-        workflow(tmp_path / "in" / "s", tmp_path / "in" / "s", tiny_checkpoint).run()
+        denoise(tmp_path / "in" / "s", tmp_path / "in" / "s", tiny_checkpoint)
     assert sorted((tmp_path / "in" / "s").iterdir()) == sorted(files)
     assert all(p.read_bytes() == b for p, b in before.items())
 

@@ -10,19 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import tiny_model
-from ldct_clip.checkpoints import load_checkpoint, save_checkpoint
+from ldct_clip.checkpoints import load_checkpoint, network_overrides, save_checkpoint
 from ldct_clip.cli import main
 from ldct_clip.errors import InputError
-from ldct_clip.evaluation import (
-    PairedEvaluationWorkflow,
-    denoise_nlm,
-    estimate_noise_sd,
-    evaluate_pairs,
-    pair_cases,
-)
+from ldct_clip.ct.classical import denoise_nlm, estimate_noise_sd
+from ldct_clip.ct.pairs import pair_cases
+from ldct_clip.ct.scoring import evaluate_pairs
+from ldct_clip.ct.workflows import evaluate_cases
 from ldct_clip.inference import denoise_volume
 from ldct_clip.io import find_cases, read_case
 from ldct_clip.io.synthetic import ct_affine, write_nifti
@@ -58,11 +56,11 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(data):
-    workflow = PairedEvaluationWorkflow(
-        data / "ld", data / "nd", data / "out", ckpt_path=data / "tiny.pt", roi_size=ROI_SIZE, precision="fp32",
-        protocols=PROTOCOLS, classical=["nlm"], progress=False, print_summary=False,
+    return evaluate_cases(
+        data / "ld", data / "nd", data / "out", ckpt_path=str(data / "tiny.pt"), roi_size=list(ROI_SIZE),
+        precision="fp32", protocols=PROTOCOLS, classical=["nlm"], progress=False, print_summary=False,
+        device=torch.device("cpu"), **network_overrides(data / "tiny.pt"),
     )
-    return workflow.run()
 
 
 # -- tables ---------------------------------------------------------------------------------------------
@@ -170,7 +168,7 @@ def test_line_plot_linear_and_log(tmp_path):
 def test_bm3d_if_installed():
     bm3d = pytest.importorskip("bm3d")
     assert bm3d
-    from ldct_clip.evaluation import denoise_bm3d
+    from ldct_clip.ct.classical import denoise_bm3d
 
     rng = np.random.default_rng(0)
     clean = np.zeros((48, 48), np.float32)
@@ -265,12 +263,10 @@ def test_cli_bad_input_exits_2_without_traceback(data, tmp_path, capsys, args, m
 # -- bundle ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("base", ["inference.json", "train.json"])
-def test_bundle_evaluate_merged_over_base_config(data, tmp_path, base):
-    # MONAI convention merges evaluate.json over train.json; this bundle also runs it over inference.json
-    if not (CONFIGS / base).is_file():
-        pytest.skip(f"{base} is not in the bundle")
-    configs = f"['{CONFIGS / base}','{CONFIGS / 'evaluate.json'}']"
+def test_bundle_evaluate_merged_over_inference(data, tmp_path):
+    # evaluate.json reuses inference.json's components (dataset loading, inferer, postprocessing, weights) and adds
+    # the pairs and the scoring: it runs merged over inference.json
+    configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'evaluate.json'}']"
     r = monai_bundle(
         "run", "--config_file", configs, "--meta_file", str(CONFIGS / "metadata.json"),
         "--logging_file", str(CONFIGS / "logging.conf"), "--ldct_dir", str(data / "ld"), "--ndct_dir", str(data / "nd"),

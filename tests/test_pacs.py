@@ -11,9 +11,10 @@ import numpy as np
 import pydicom
 import pytest
 import requests
+import torch
 
 from conftest import tiny_model
-from ldct_clip.checkpoints import load_checkpoint, save_checkpoint
+from ldct_clip.checkpoints import network_overrides, save_checkpoint
 from ldct_clip.cli import main
 from ldct_clip.inference import denoise_volume
 from ldct_clip.io import find_cases, read_case
@@ -40,6 +41,12 @@ def ct_series(orthanc, tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(tiny_model(), tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+def _overrides(checkpoint: Path) -> dict:
+    """Bundle overrides of the inference: the checkpoint, a network that fits it, CPU, fp32."""
+    return {"ckpt_path": str(checkpoint), **network_overrides(checkpoint), "precision": "fp32",
+            "device": torch.device("cpu"), "progress": False}
 
 
 def _value(item: dict, tag: str):
@@ -78,7 +85,7 @@ def test_cli_denoises_a_series_and_stores_it_in_the_same_study(orthanc, ct_serie
     out = read_case(find_cases(pulled)[0])
     src = read_case(find_cases(folder)[0])
     np.testing.assert_allclose(out.affine, src.affine, atol=1e-4)
-    expected = denoise_volume(src.hu, load_checkpoint(checkpoint).eval(), device="cpu", precision="fp32")
+    expected = denoise_volume(src.hu, overrides=_overrides(checkpoint).eval(), device="cpu", precision="fp32")
     # the source stores unsigned values with intercept -1024, so the derived series clips at -1024 HU too
     assert np.abs(out.hu - np.clip(np.round(expected), -1024, None)).max() <= 1.0
     assert np.abs(out.hu - src.hu).max() > 0  # it did change the pixels
@@ -87,8 +94,8 @@ def test_cli_denoises_a_series_and_stores_it_in_the_same_study(orthanc, ct_serie
 def test_library_keeps_files_and_can_skip_the_upload(orthanc, ct_series, checkpoint, tmp_path):
     _, study_uid, series_uid = ct_series
     before = len(orthanc.series_of_study(study_uid))
-    result = denoise_series(orthanc.dicomweb, series_uid, load_checkpoint(checkpoint), study_uid=study_uid,
-                            keep=tmp_path / "work", store=False, denoise_kwargs={"precision": "fp32"})
+    result = denoise_series(orthanc.dicomweb, series_uid, overrides=_overrides(checkpoint), study_uid=study_uid,
+                            keep=tmp_path / "work", store=False)
     assert result.instances == 0 and result.kept == tmp_path / "work"
     assert len(list((tmp_path / "work" / "source").glob("*.dcm"))) == SHAPE[2]
     assert len(list((tmp_path / "work" / "denoised").glob("*.dcm"))) == SHAPE[2]
@@ -105,7 +112,7 @@ def test_list_and_find(orthanc, ct_series):
 
 def test_unknown_series_is_a_clear_error(orthanc, ct_series, checkpoint, capsys):
     with pytest.raises(PacsError, match="is not in the server"):
-        denoise_series(orthanc.dicomweb, "1.2.3.4.5.6.7.8.9", load_checkpoint(checkpoint))
+        denoise_series(orthanc.dicomweb, "1.2.3.4.5.6.7.8.9", overrides=_overrides(checkpoint))
     code = main(["pacs", "denoise", "--url", orthanc.dicomweb, "--series", "1.2.3.999", "--checkpoint", str(checkpoint)])
     assert code == 2 and "1.2.3.999 is not in the server" in capsys.readouterr().err
 
@@ -115,7 +122,7 @@ def test_non_ct_series_is_refused(orthanc, checkpoint, tmp_path):
     orthanc.upload(files)
     mr_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
     with pytest.raises(PacsError, match="is MR, not CT"):
-        denoise_series(orthanc.dicomweb, mr_uid, load_checkpoint(checkpoint))
+        denoise_series(orthanc.dicomweb, mr_uid, overrides=_overrides(checkpoint))
 
 
 def test_unreachable_server_is_a_clear_error(checkpoint, capsys):

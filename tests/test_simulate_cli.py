@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from ldct_clip.cli import main
-from ldct_clip.evaluation import simulate_case
+from ldct_clip.ct.simulate_cases import simulate_case
 from ldct_clip.io import find_cases, read_case
 from ldct_clip.io.synthetic import ct_affine, write_ct_series, write_nifti
 from ldct_clip.phantom import make_phantom

@@ -16,7 +16,7 @@ from ..bundle import as_flag
 from ..errors import InputError
 from ..io.atomic import remove_path, replace_together
 from ..io.cases import Case
-from ..io.writers import check_output_path
+from ..io.writers import check_output_path, ensure_dir
 
 __all__ = ["OUTPUT_KINDS", "CaseOutputs"]
 
@@ -70,7 +70,8 @@ class CaseOutputs:
     def stage(self, name: str, kind: str) -> Path:
         """Where a writer puts the ``kind`` output of case ``name`` until :meth:`commit`."""
         folder = self.staging(name)
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.output_dir)  # says which folder cannot be made, and why
+        ensure_dir(folder)
         return folder / self.paths(name)[kind].name
 
     # -- checks -------------------------------------------------------------------------------------------------
@@ -111,7 +112,8 @@ class CaseOutputs:
         """Swap the staged outputs of ``name`` in, remove its earlier outputs this run does not write (e.g.
         ``<case>_dicom/`` of a run before ``--no-dicom``); all or nothing. Returns the final paths."""
         finals = self.paths(name)
-        staged = [(self.stage(name, kind), final) for kind, final in finals.items() if self.stage(name, kind).exists()]
+        folder = self.staging(name)
+        staged = [(folder / final.name, final) for final in finals.values() if (folder / final.name).exists()]
         written = {final for _, final in staged}
         obsolete = [p for kind, p in finals.items() if p not in written and _is_output_kind(p, kind)]
         try:

@@ -22,7 +22,7 @@ from ldct_clip.errors import InputError
 from ldct_clip.io.atomic import atomic_path, temp_name
 from ldct_clip.io.volume import is_multiframe_headers
 
-__all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "check_output_path", "DEFAULT_SERIES_NUMBER_OFFSET"]
+__all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "check_output_path", "ensure_dir", "DEFAULT_SERIES_NUMBER_OFFSET"]
 
 #: Derived series get the source SeriesNumber plus this (unless a number is given), so they sort after it.
 DEFAULT_SERIES_NUMBER_OFFSET = 1000
@@ -107,7 +107,7 @@ def check_output_path(target: Path | str, inputs: Iterable[Path | str] = (), *, 
             )
 
 
-def _ensure_dir(folder: Path) -> None:
+def ensure_dir(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"Cannot write into {folder}: it exists and is not a folder. Choose another output path.")
     try:
@@ -165,7 +165,7 @@ def write_nifti(hu: np.ndarray, affine: np.ndarray, path: Path | str, *, inputs:
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise InputError(f"NIfTI output expects a finite 4x4 affine, got {affine.shape}.")
     check_output_path(path, inputs)
-    _ensure_dir(path.parent)
+    ensure_dir(path.parent)
     if path.is_dir():
         raise InputError(f"NIfTI output {path} is an existing folder. Give a file name.")
 
@@ -530,7 +530,7 @@ def write_derived_series(
                     f"Output folder {out_dir} exists and is not empty. Choose a new folder or allow overwriting."
                 )
             check_output_path(out_dir, protected, replacing=True)
-    _ensure_dir(out_dir.parent)
+    ensure_dir(out_dir.parent)
 
     series_uid = generate_uid()
     tmp_dir = temp_name(out_dir, "tmp")

@@ -1,7 +1,7 @@
 """MONAI transforms of ldct-clip, as array/dictionary pairs: loading CT cases, the HU window, writing outputs."""
 
 from .io import LoadCTImage, LoadCTImaged
-from .save import CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
+from .save import CASE_WRITERS, CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
 from .window import (
     DEFAULT_HU_WINDOW,
     KeepOutsideWindow,
@@ -12,6 +12,7 @@ from .window import (
 )
 
 __all__ = [
+    "CASE_WRITERS",
     "DEFAULT_HU_WINDOW",
     "CommitCaseOutputsd",
     "KeepOutsideWindow",

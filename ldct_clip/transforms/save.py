@@ -12,7 +12,6 @@ name ``d[name_key]``.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..io.writers import write_derived_series, write_nifti
 from ..visualize import SOFT_TISSUE, save_panels
 from ..warnings_log import warnings_logged_once
 
-__all__ = ["CommitCaseOutputsd", "SaveDerivedSeriesd", "SaveNiftid", "SavePreviewd"]
+__all__ = ["CASE_WRITERS", "CommitCaseOutputsd", "SaveDerivedSeriesd", "SaveNiftid", "SavePreviewd"]
 
 
 def _volume(value: Any) -> np.ndarray:
@@ -133,3 +132,8 @@ class CommitCaseOutputsd(MapTransform):
         case = case_from_meta(d[self.meta_key].meta)
         d[self.output_key] = [str(p) for p in self.outputs.commit(str(d[self.name_key]), [case.source])]
         return d
+
+
+#: The postprocessing transforms that write a case's files: a door that answers with the volume itself (MONAI
+#: Label's REST answer) filters these out of ``postprocessing`` and keeps the rest.
+CASE_WRITERS = (SaveNiftid, SaveDerivedSeriesd, SavePreviewd, CommitCaseOutputsd)

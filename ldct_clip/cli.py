@@ -152,7 +152,13 @@ def cmd_pacs(args: argparse.Namespace) -> int:
 
     from .bundle import bundle_root
 
-    ckpt = args.checkpoint or str(Path(bundle_root()) / "models" / "model.pt")  # a PACS gets no random-weight series
+    from .errors import WeightsError
+
+    ckpt = args.checkpoint or str(Path(bundle_root()) / "models" / "model.pt")
+    if not Path(ckpt).is_file():  # before any traffic with the PACS
+        raise WeightsError(
+            f"no checkpoint at {ckpt}: give --checkpoint (trained weights); a PACS gets no random-weight series"
+        )
     result = denoise_series(
         args.url, args.series, study_uid=args.study, **auth, keep=args.keep,
         series_description_suffix=args.suffix, series_number=args.series_number, store=not args.no_store,

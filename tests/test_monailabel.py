@@ -87,6 +87,23 @@ def ct_series(orthanc, tmp_path_factory):
     return folder, str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
 
 
+DOORS_SHAPE = (61, 47, 5)  # odd in-plane size, not a multiple of the encoder's stride
+
+
+@pytest.fixture(scope="module")
+def doors_series(orthanc, tmp_path_factory):
+    """A CT series with scanner padding (-3024 HU), a metal insert (3500 HU) and an odd size, in Orthanc:
+    (folder, SeriesInstanceUID)."""
+    folder = tmp_path_factory.mktemp("doors")
+    hu = phantom_hu(DOORS_SHAPE, noise=30.0, seed=3)
+    hu[:6] = -3024.0
+    hu[30:34, 20:25] = 3500.0
+    files = write_ct_series(folder, hu, spacing=SPACING, intercept=0.0, signed=True, series_description="doors",
+                            series_number=7)
+    orthanc.upload(files)
+    return folder, str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
 class MonaiLabelServer:
     def __init__(self, python: str, studies: str, conf: dict[str, str], folder: Path) -> None:
         self.port = free_port()
@@ -135,7 +152,7 @@ class MonaiLabelServer:
 
 
 @pytest.fixture(scope="module")
-def server(ml_python, orthanc, ct_series, bundle, tmp_path_factory):
+def server(ml_python, orthanc, ct_series, doors_series, bundle, tmp_path_factory):
     # the launcher passes its arguments on unquoted ($*): no spaces in values
     overrides = json.dumps(TINY_OVERRIDES, separators=(",", ":"))
     conf = {"models": "ldct_denoise", "bundle": str(bundle), "bundle_overrides": overrides}
@@ -173,6 +190,54 @@ def test_infer_returns_the_denoised_volume_on_the_input_grid(server, ct_series, 
     assert np.abs(got - expected).max() <= 1.0
     assert np.abs(got - src.hu).max() > 0
     assert "Checkpoint keys don't match" not in server.log.read_text(errors="replace")
+
+
+def test_every_door_gives_the_same_voxels(server, orthanc, doors_series, bundle, tmp_path):
+    """One input with padding, metal and an odd size through the five doors, all built from inference.json's
+    components: the same voxels from each, padding and metal kept at their input values."""
+    from ldct_clip.cli import main
+
+    folder, series_uid = doors_series
+    ckpt = str(bundle / "models" / "model.pt")
+    cpu = ["--device", "cpu", "--precision", "fp32", "-q"]
+    name = find_cases(folder)[0].name
+    got: dict[str, np.ndarray] = {}
+
+    # 1. python -m monai.bundle run
+    r = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+         "--bundle_root", str(bundle), "--dataset_dir", str(folder), "--output_dir", str(tmp_path / "bundle"),
+         "--device", "$torch.device('cpu')", "--precision", "fp32", "--progress", "false",
+         *[a for k, v in TINY_OVERRIDES.items() if k != "precision" for a in (f"--{k}", json.dumps(v))]],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    got["bundle"] = np.asarray(nib.load(tmp_path / "bundle" / f"{name}.nii.gz").dataobj)
+    # 2. ldct-clip denoise
+    assert main(["denoise", str(folder), str(tmp_path / "cli"), "--checkpoint", ckpt, "--no-png", *cpu]) == 0
+    got["cli"] = np.asarray(nib.load(tmp_path / "cli" / f"{name}.nii.gz").dataobj)
+    # 3. the MONAI Label task's REST answer (the series pulled from Orthanc by MONAI Label itself)
+    answer = requests.post(f"{server.url}/infer/ldct_denoise", params={"image": series_uid, "output": "image"},
+                           timeout=300)
+    assert answer.status_code == 200, f"{answer.status_code} {answer.text[:500]}\n{server.log_tail()}"
+    (tmp_path / "monailabel.nii.gz").write_bytes(answer.content)
+    got["monailabel"] = np.asarray(nib.load(tmp_path / "monailabel.nii.gz").dataobj)
+    # 4. ldct-clip pacs denoise (pulled over DICOMweb, a derived series written, not stored back)
+    assert main(["pacs", "denoise", "--url", orthanc.dicomweb, "--series", series_uid, "--checkpoint", ckpt,
+                 "--keep", str(tmp_path / "pacs"), "--no-store", *cpu]) == 0
+    got["pacs"] = read_case(find_cases(tmp_path / "pacs" / "denoised")[0]).hu
+    # 5. ldct-clip evaluate's denoising step (its network volume)
+    assert main(["evaluate", str(tmp_path / "eval"), "--ldct", str(folder), "--ndct", str(folder), "--checkpoint",
+                 ckpt, "--protocols", "paper", "--classical", "--no-png", "--write-volumes", *cpu]) == 0
+    got["evaluate"] = np.asarray(nib.load(tmp_path / "eval" / "volumes" / f"{name}_network.nii.gz").dataobj)
+
+    hu = read_case(find_cases(folder)[0]).hu
+    for door, volume in got.items():
+        assert volume.shape == DOORS_SHAPE, door
+        np.testing.assert_array_equal(volume[:6], -3024, err_msg=door)
+        np.testing.assert_array_equal(volume[30:34, 20:25], 3500, err_msg=door)
+        np.testing.assert_array_equal(volume, got["bundle"], err_msg=f"{door} differs from the bundle run")
+    assert np.abs(got["bundle"] - hu).max() > 0  # the network did change the image
 
 
 def test_missing_or_unfit_weights_stop_the_app(ml_python, bundle, tmp_path):

@@ -8,6 +8,7 @@ spacing and orientation consistency, modality, NaN/inf, codecs) and the geometry
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,11 @@ class CTSeriesReader(ImageReader):
         return True
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> tuple[Case, CTVolume]:
-        case = case_of(data)
+        with warnings.catch_warnings(record=True) as early:  # pydicom's, while the case's files are found
+            warnings.simplefilter("always")
+            case = case_of(data)
         with warnings_logged_once(case.name) as notes:
+            notes.extend(str(w.message) for w in early)
             volume = read_case(case)
             notes.extend(volume.warnings)
         return case, volume

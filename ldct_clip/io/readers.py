@@ -669,7 +669,9 @@ def read_dicom_headers(case: Case) -> list[Any]:
     """
     if case.kind != "dicom":
         raise InputError(f"case {case.name!r} is {case.kind}, not DICOM: it has no headers to derive a series from.")
-    return _read_dicom_series(case, pixels=False).dicom_headers or []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes about this input were given when it was read
+        return _read_dicom_series(case, pixels=False).dicom_headers or []
 
 
 def read_path(path: Path | str) -> CTVolume:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,21 @@ from ..ct.reader import CTSeriesReader
 __all__ = ["LoadCTImage", "LoadCTImaged"]
 
 
+@contextmanager
+def _quiet_default_readers() -> Iterator[None]:
+    """``LoadImage`` builds all of MONAI's default readers; those for codecs this machine lacks (nvImageCodec)
+    complain while they are built, although only the CT reader is ever used here."""
+    quiet = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        quiet.setLevel(level)
+
+
 class LoadCTImage(LoadImage):
     """``LoadImage`` that reads every case with :class:`~ldct_clip.ct.reader.CTSeriesReader`.
 
@@ -28,17 +44,9 @@ class LoadCTImage(LoadImage):
 
     def __init__(self, image_only: bool = True, dtype: Any = np.float32, ensure_channel_first: bool = False, **kwargs: Any) -> None:
         self.ct_reader = CTSeriesReader()
-        # LoadImage builds all of MONAI's default readers too; those for codecs this machine lacks (nvImageCodec)
-        # complain, although only the CT reader is ever used here
-        quiet = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-        level, quiet.level = quiet.level, logging.ERROR
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                super().__init__(reader=self.ct_reader, image_only=image_only, dtype=dtype,
-                                 ensure_channel_first=ensure_channel_first, **kwargs)
-        finally:
-            quiet.setLevel(level)
+        with _quiet_default_readers():
+            super().__init__(reader=self.ct_reader, image_only=image_only, dtype=dtype,
+                             ensure_channel_first=ensure_channel_first, **kwargs)
 
     def __call__(self, filename: Sequence[str | os.PathLike] | str | os.PathLike, reader: ImageReader | None = None):
         return super().__call__(filename, reader=reader or self.ct_reader)
@@ -49,5 +57,6 @@ class LoadCTImaged(LoadImaged):
 
     def __init__(self, keys: KeysCollection, dtype: Any = np.float32, ensure_channel_first: bool = False,
                  allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, image_only=True, dtype=dtype, allow_missing_keys=allow_missing_keys)
+        with _quiet_default_readers():
+            super().__init__(keys, image_only=True, dtype=dtype, allow_missing_keys=allow_missing_keys)
         self._loader = LoadCTImage(image_only=True, dtype=dtype, ensure_channel_first=ensure_channel_first)

@@ -27,6 +27,7 @@ from typing import Literal, Union
 
 import numpy as np
 from scipy import ndimage
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from .errors import InputError
 
@@ -197,27 +198,29 @@ def window(image_hu: np.ndarray, protocol: str | Protocol) -> np.ndarray:
 def psnr(pred: np.ndarray, target: np.ndarray, data_range: float) -> float:
     """PSNR in dB, ``10 log10(L^2 / MSE)`` over all elements (``inf`` for identical arrays)."""
     pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    mse = float(np.mean((pred - target) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(float(data_range) ** 2 / mse)
+    with np.errstate(divide="ignore"):  # identical arrays: L^2 / 0 is the inf we return, not a warning
+        return float(peak_signal_noise_ratio(target, pred, data_range=float(data_range)))
 
 
 def rmse(pred: np.ndarray, target: np.ndarray) -> float:
     """Root mean squared error over all elements, in the arrays' units."""
     pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    return float(np.sqrt(np.mean((pred - target) ** 2)))
+    return float(np.sqrt(mean_squared_error(target, pred)))
 
 
 def _window_weights(kind: str, size: int, sigma: float) -> np.ndarray:
     if kind == "gaussian":
         d = np.arange(size) - (size - 1) / 2.0
         w = np.exp(-(d**2) / (2.0 * sigma**2))
-    elif kind == "uniform":
-        w = np.ones(size)
     else:
-        raise InputError(f"ssim window must be 'gaussian' or 'uniform', got {kind!r}.")
+        w = np.ones(size)
     return w / w.sum()
+
+
+def _skimage_gaussian_size(sigma: float) -> int:
+    """Side of the Gaussian window scikit-image's SSIM filters with: it truncates at 3.5 sigma, whatever
+    ``win_size`` says (``win_size`` only sets its border crop and sample-covariance factor)."""
+    return 2 * int(3.5 * sigma + 0.5) + 1
 
 
 def ssim(
@@ -240,10 +243,11 @@ def ssim(
         pred, target: 2D arrays of the same shape, in the units of ``data_range``.
         data_range: ``L``.
         window: ``"gaussian"`` (``sigma`` in pixels) or ``"uniform"``.
-        win_size: odd window side (pixels).
+        win_size: odd window side (pixels). With ``region="valid"`` and a Gaussian window it must be
+          scikit-image's ``2 * int(3.5 * sigma + 0.5) + 1`` (11 for sigma 1.5).
         region: ``"zero_pad"`` -- the image is zero-padded (in its own units) and the SSIM map of every pixel
           is averaged, as pytorch-ssim's ``conv2d(..., padding=win_size // 2)`` in the paper's and RED-CNN's
-          code; or ``"valid"`` -- only pixels whose window lies inside the image, which equals scikit-image's
+          code; or ``"valid"`` -- only pixels whose window lies inside the image: scikit-image's
           ``structural_similarity`` (it filters with reflection and crops ``(win_size - 1) // 2`` pixels).
         sample_covariance: multiply local (co)variances by ``n / (n - 1)``, ``n = win_size^2``.
 
@@ -257,12 +261,33 @@ def ssim(
         raise InputError(f"SSIM needs slices of at least {win_size}x{win_size} pixels, got {x.shape}.")
     if region not in ("zero_pad", "valid"):
         raise InputError(f"region must be 'zero_pad' or 'valid', got {region!r}.")
+    if window not in ("gaussian", "uniform"):
+        raise InputError(f"ssim window must be 'gaussian' or 'uniform', got {window!r}.")
+    if region == "valid":
+        if window == "gaussian" and win_size != (size := _skimage_gaussian_size(sigma)):
+            raise InputError(
+                f"SSIM over the valid region is scikit-image's, whose Gaussian window for sigma {sigma:g} is "
+                f"{size}x{size} pixels; pass win_size={size} (got {win_size})."
+            )
+        return float(
+            structural_similarity(
+                y,
+                x,
+                win_size=win_size,
+                data_range=float(data_range),
+                gaussian_weights=window == "gaussian",
+                sigma=sigma,
+                use_sample_covariance=sample_covariance,
+            )
+        )
+    # Zero padding stays our own: scikit-image (reflection, then a border crop) and MONAI's SSIMMetric (a valid
+    # convolution) both average only the interior, whereas the paper's and RED-CNN's pytorch-ssim averages the
+    # whole map of the zero-padded image (5e-4 apart on a 512x512 slice, more on small ones).
     w = _window_weights(window, win_size, sigma)
-    mode = "constant" if region == "zero_pad" else "reflect"  # reflection only touches pixels cropped below
 
     def local_mean(a: np.ndarray) -> np.ndarray:
-        a = ndimage.correlate1d(a, w, axis=0, mode=mode, cval=0.0)
-        return ndimage.correlate1d(a, w, axis=1, mode=mode, cval=0.0)
+        a = ndimage.correlate1d(a, w, axis=0, mode="constant", cval=0.0)
+        return ndimage.correlate1d(a, w, axis=1, mode="constant", cval=0.0)
 
     mx, my = local_mean(x), local_mean(y)
     scale = win_size**2 / (win_size**2 - 1.0) if sample_covariance else 1.0
@@ -271,9 +296,6 @@ def ssim(
     cxy = scale * (local_mean(x * y) - mx * my)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    if region == "valid":
-        r = (win_size - 1) // 2
-        smap = smap[r:-r, r:-r]
     return float(smap.mean())
 
 

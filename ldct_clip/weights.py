@@ -128,6 +128,11 @@ def download(
     A file already at ``dest`` with the right checksum is kept. A checksum mismatch removes the partial file
     and raises :class:`WeightsError`; ``dest`` only ever holds a complete, verified file.
     """
+    # Own code rather than monai.apps.utils.download_url or torch.hub.download_url_to_file: both download into
+    # a temporary file that is deleted when the transfer breaks and neither sends an HTTP Range request, so a
+    # checkpoint of hundreds of MB would restart from zero after every dropped connection. monai's also moves
+    # its file from the system temporary folder (a copy, not an atomic rename, across file systems), ignores a
+    # PermissionError, and refuses (HashCheckError) to replace a corrupt file at ``dest`` by a fresh download.
     dest = Path(dest)
     if dest.exists() and (sha256 is None or sha256sum(dest) == sha256.lower()):
         return dest
@@ -150,9 +155,11 @@ def download(
                     if progress is not None:
                         progress(done, total)
     except (urllib.error.URLError, OSError) as e:
-        raise WeightsError(
-            f"could not download {url}: {e}. The partial file {part} is kept; run the command again to resume."
-        ) from e
+        # 416: the partial file already holds the whole file (a run stopped before the rename); the checksum decides
+        if not (isinstance(e, urllib.error.HTTPError) and e.code == 416 and offset > 0):
+            raise WeightsError(
+                f"could not download {url}: {e}. The partial file {part} is kept; run the command again to resume."
+            ) from e
     if sha256 is not None and (actual := sha256sum(part)) != sha256.lower():
         part.unlink(missing_ok=True)
         raise WeightsError(

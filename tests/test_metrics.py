@@ -77,6 +77,21 @@ def test_ssim_uniform_sample_covariance_matches_skimage_defaults(pair):
     assert ours == pytest.approx(structural_similarity(target, pred, data_range=1.0), abs=1e-6)
 
 
+def test_valid_gaussian_ssim_needs_skimages_window_size(pair):
+    # scikit-image sizes its Gaussian filter from sigma (truncate 3.5), so another win_size would not be honoured
+    pred, target = pair[0][:, :, 0], pair[1][:, :, 0]
+    with pytest.raises(InputError, match="win_size=11"):
+        ssim(pred, target, 4096.0, win_size=7, region="valid")
+    with pytest.raises(InputError, match="win_size=9"):
+        ssim(pred, target, 4096.0, win_size=11, sigma=1.0, region="valid")
+    assert ssim(pred, target, 4096.0, win_size=9, sigma=1.0, region="valid") == pytest.approx(
+        structural_similarity(target, pred, gaussian_weights=True, sigma=1.0, use_sample_covariance=False, data_range=4096.0),
+        abs=1e-12,
+    )
+    with pytest.raises(InputError, match="window must be"):
+        ssim(pred, target, 4096.0, window="box", region="valid")
+
+
 def test_paper_protocol_psnr_and_ssim_match_skimage_on_clipped_hu(pair):
     pred, target = pair[0][:, :, 0], pair[1][:, :, 0]
     m = compute_metrics(pred, target, "paper")

@@ -35,6 +35,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         start = 0
         if rng := self.headers.get("Range"):
             start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):  # as real hosts answer a range past the end
+                RangeHandler.requests.append((self.path, start))
+                self.send_error(416)
+                return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
@@ -97,6 +101,22 @@ def test_download_resumes_partial_file(http_root, tmp_path):
     download(f"{base}/ldct_tiny.pt", dest, sha)
     assert RangeHandler.requests == [("/ldct_tiny.pt", half)]
     assert dest.read_bytes() == src.read_bytes()
+
+
+def test_download_completes_a_partial_file_that_holds_every_byte(http_root, tmp_path):
+    # a run stopped between the last byte and the rename: the host answers 416, the checksum decides
+    root, base = http_root
+    src, sha = _served_checkpoint(root)
+    dest = tmp_path / "ldct_tiny.pt"
+    (tmp_path / "ldct_tiny.pt.part").write_bytes(src.read_bytes())
+    download(f"{base}/ldct_tiny.pt", dest, sha)
+    assert RangeHandler.requests == [("/ldct_tiny.pt", len(src.read_bytes()))]
+    assert dest.read_bytes() == src.read_bytes() and not (tmp_path / "ldct_tiny.pt.part").exists()
+    # a longer partial file (the host's file changed) fails the checksum and is removed, so a rerun starts afresh
+    (tmp_path / "other.pt.part").write_bytes(src.read_bytes() + b"extra")
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        download(f"{base}/ldct_tiny.pt", tmp_path / "other.pt", sha)
+    assert not list(tmp_path.glob("other.pt*"))
 
 
 def test_checksum_mismatch_leaves_nothing(http_root, tmp_path):

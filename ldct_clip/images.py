@@ -36,6 +36,7 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -51,12 +52,13 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "NOISY_TOKENS",
     "CLEAN_TOKENS",
+    "ImageFolder",
     "ImagePair",
+    "LazyItems",
     "LoadRGB",
     "LoadRGBd",
     "find_images",
     "find_pairs",
-    "image_dicts",
     "output_names",
     "psnr_8bit",
     "read_rgb",
@@ -137,16 +139,62 @@ def output_names(paths: Sequence[Path], root: str | os.PathLike) -> list[str]:
     ]
 
 
-def image_dicts(folder: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[dict[str, str]]:
-    """``[{"image": path, "name": relative output name}]`` for MONAI ``Dataset`` + :class:`LoadRGBd`.
+class LazyItems(Sequence):
+    """A sequence of data items whose records are listed on first use, for a MONAI ``Dataset``.
 
-    A missing folder gives an empty list, so parsing a config never fails on a path it does not use.
+    A bundle config builds its ``dataset`` while it is parsed, before the workflow runs: listing there would
+    turn a missing folder into a traceback. Listed on first use, a user error surfaces inside the workflow's
+    ``run``, which reports it in one line. Subclasses list the records (:meth:`_list`, cheap: paths and names)
+    and load one item from its record (:meth:`_load`).
     """
-    root = Path(folder).expanduser()
-    if not root.exists():
-        return []
-    paths = find_images(root, exclude=exclude)
-    return [{"image": str(p), "name": n} for p, n in zip(paths, output_names(paths, root))]
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """The records, listed once (raises the subclass's ``InputError`` for bad input)."""
+        return self._list()
+
+    def _list(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _load(self, record: dict[str, Any]) -> dict[str, Any]:
+        return dict(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        return self._load(self.records[index])
+
+
+class ImageFolder(LazyItems):
+    """The images under ``folder`` as records ``{"image": path, "name": output name}`` (:func:`find_images`,
+    :func:`output_names`), for a MONAI ``Dataset`` whose transforms start with :class:`LoadRGBd`.
+
+    Args:
+        folder: an image file or a folder of them (PNG, JPEG, TIFF, BMP; subfolders included).
+        output_dir: where the outputs ``<output_dir>/<name>`` go, if anywhere. It may lie inside ``folder`` (its
+            content is then not listed) but must not be ``folder`` itself, nor make an output overwrite an input.
+
+    Raises (on first use, see :class:`LazyItems`):
+        InputError: no such folder, no images, or an ``output_dir`` that would overwrite the input.
+    """
+
+    def __init__(self, folder: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> None:
+        self.root = Path(folder).expanduser()
+        self.output_dir = Path(output_dir).expanduser() if output_dir else None
+
+    def _list(self) -> list[dict[str, Any]]:
+        out = self.output_dir
+        if out is not None and self.root.is_dir() and out.resolve() == self.root.resolve():
+            raise InputError(f"output_dir is the input folder {self.root}; give another folder.")
+        paths = find_images(self.root, exclude=out)
+        names = output_names(paths, self.root)
+        if out is not None:
+            clash = {p.resolve() for p in paths} & {(out / n).resolve() for n in names}
+            if clash:
+                raise InputError(
+                    f"writing the output would overwrite the input {sorted(clash)[0]}; give another output_dir.")
+        return [{"image": str(p), "name": n} for p, n in zip(paths, names)]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from monai.transforms import RandomizableTransform
 from scipy import ndimage
 
 from .errors import InputError
-from .noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image
+from .noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image, quantize_8bit
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -435,6 +435,7 @@ def synthesize_camera_noise(
     sample_isp: bool | None = None,
     seed: SeedLike = None,
     noise_model: str = "reference",
+    quantize: bool = False,
 ) -> ImageLike:
     """Realistic camera noise on a clean sRGB image: inverse ISP, raw noise, forward ISP.
 
@@ -450,9 +451,11 @@ def synthesize_camera_noise(
             Defaults to ``sample``.
         seed: int seed, ``np.random.Generator`` or None; all randomness comes from it.
         noise_model: raw noise model, one of :data:`RAW_NOISE_MODELS` (default: the paper's ``"reference"``).
+        quantize: round the noisy image to the 8-bit grid (:func:`ldct_clip.noise.quantize_8bit`), as the
+            paper's sRGB training data, which are noisy images saved as PNG.
 
     Returns:
-        Noisy sRGB image (3, H, W) clipped to [0, 1], not quantised; same container/dtype as ``rgb``.
+        Noisy sRGB image (3, H, W) clipped to [0, 1] (quantised with ``quantize``); same container/dtype as ``rgb``.
     """
     x = _to_numpy_image(rgb, "rgb")
     _check_rgb(x, "rgb")
@@ -470,7 +473,8 @@ def synthesize_camera_noise(
         p = _params(params)
     raw = mosaic(srgb_to_camera(x, p), p.bayer_pattern)
     noisy_raw = add_raw_noise(raw, s_s, s_c, gen, noise_model)
-    return _restore(_camera_to_srgb(demosaic_malvar(noisy_raw, p.bayer_pattern), p), rgb)
+    noisy = _camera_to_srgb(demosaic_malvar(noisy_raw, p.bayer_pattern), p)
+    return _restore(quantize_8bit(noisy) if quantize else noisy, rgb)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,6 +491,7 @@ class SimulateCameraNoise(RandomizableTransform):
         sigma_s, sigma_c, sample, sigma_s_range, sigma_c_range, params, sample_isp, noise_model: as in
             :func:`synthesize_camera_noise`.
         prob: probability of adding noise; otherwise the image is returned unchanged.
+        quantize: round the noisy image to the 8-bit grid (as :func:`synthesize_camera_noise`).
     """
 
     def __init__(
@@ -500,8 +505,10 @@ class SimulateCameraNoise(RandomizableTransform):
         sample_isp: bool | None = None,
         prob: float = 1.0,
         noise_model: str = "reference",
+        quantize: bool = False,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
+        self.quantize = bool(quantize)
         self.noise_model = _check_noise_model(noise_model)
         # Validate now, so a bad bundle config fails when it is parsed rather than mid-epoch.
         self.sigma_s = _check_sigma("sigma_s", sigma_s)
@@ -535,6 +542,7 @@ class SimulateCameraNoise(RandomizableTransform):
             sample_isp=self.sample_isp,
             seed=self._seed,
             noise_model=self.noise_model,
+            quantize=self.quantize,
         )
 
 
@@ -563,9 +571,11 @@ class SimulateCameraNoised(RandNoised):
         target_key: str | Sequence[str] | None = None,
         allow_missing_keys: bool = False,
         noise_model: str = "reference",
+        quantize: bool = False,
     ) -> None:
         simulator = SimulateCameraNoise(
             noise_model=noise_model,
+            quantize=quantize,
             sigma_s=sigma_s,
             sigma_c=sigma_c,
             sample=sample,

@@ -1,16 +1,21 @@
 """The natural-image and sRGB tasks of the paper as bundle workflows: denoise a folder, evaluate on test sets.
 
-* :class:`ImageDenoisingWorkflow`: a folder of RGB images (PNG/JPEG/TIFF) in, denoised 8-bit PNGs out
-  (``configs/natural/inference.json``; the sRGB model runs through it as well).
-* :class:`SyntheticNoiseEvaluation`: the paper's synthetic-noise protocol (``configs/natural/evaluate.json``):
-  clean test sets (CBSD68, McMaster, Kodak24, Urban100 -- one subfolder each), seeded noise of every setting of
-  a noise suite (default :data:`ldct_clip.noise.NOISE_SUITE`), PSNR/SSIM of the 8-bit output.
-* :class:`PairedEvaluation`: real-noise test sets of noisy/clean pairs (SIDD, PolyU, CC;
+Every workflow runs one pass over the ``dataset`` its config declares (a MONAI ``Dataset``: records and the
+declared ``preprocessing``), through the declared ``inferer``, then the declared ``postprocessing``:
+
+* :class:`ImageDenoisingWorkflow`: a folder of RGB images (PNG/JPEG/TIFF, :class:`~ldct_clip.images.ImageFolder`)
+  in, denoised 8-bit PNGs out (``configs/natural/inference.json``; the sRGB model runs through it as well).
+* :class:`SyntheticNoiseEvaluation`: the paper's synthetic-noise protocol (``configs/natural/evaluate.json``) over
+  :class:`SyntheticNoiseSet`: clean test sets (CBSD68, McMaster, Kodak24, Urban100 -- one subfolder each), seeded
+  noise of every setting of a noise suite (default :data:`ldct_clip.noise.NOISE_SUITE`), PSNR/SSIM of the 8-bit
+  output.
+* :class:`PairedEvaluation`: real-noise test sets of noisy/clean pairs (:class:`PairedTestSets`: SIDD, PolyU, CC;
   ``configs/srgb/evaluate.json``), pairs found by :func:`ldct_clip.images.find_pairs`.
 * Training pieces for ``configs/natural/train.json`` and ``configs/srgb/train.json``, which reuse the CT
   trainer (:class:`ldct_clip.training.DenoisingTrainer`): :func:`training_images` (clean training images),
   :class:`NoisyImageSet` / :class:`PairedImageSet` (validation), :class:`RGBImageQualityMetric` (validation PSNR/SSIM
-  as the evaluation computes them) and :class:`ConstantThenCosine` (the paper's learning-rate schedule).
+  as the evaluation computes them) and :func:`cosine_iterations` (the length of the cosine part of the paper's
+  learning-rate schedule, torch's ``SequentialLR`` of ``ConstantLR`` and ``CosineAnnealingLR``).
 
 Metrics follow the paper's test scripts (:func:`~ldct_clip.images.psnr_8bit`, :func:`~ldct_clip.images.ssim_8bit`):
 the network output is clipped to [0, 1] and rounded to 8 bits; PSNR and SSIM are computed on the RGB channels
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import sys
 import time
@@ -38,24 +42,37 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .bundle import as_flag
 from .checkpoints import load_checkpoint, load_weights
 from .errors import InputError, LdctClipError, WeightsError
-from .images import find_images, find_pairs, output_names, psnr_8bit, read_rgb, ssim_8bit, to_uint8, write_png
+from .images import (
+    ImagePair,
+    LazyItems,
+    find_images,
+    find_pairs,
+    output_names,
+    psnr_8bit,
+    read_rgb,
+    ssim_8bit,
+    to_uint8,
+    write_png,
+)
 from .inference import SliceSlidingWindowInferer
 from .io.atomic import atomic_path
 from .noise import NOISE_KINDS, NOISE_SUITE, add_noise
-from .bundle import as_flag
 from .precision import prepare_model
 from .training import MeanImageMetric
 
 __all__ = [
-    "ConstantThenCosine",
     "ImageDenoisingWorkflow",
     "NoisyImageSet",
     "PairedEvaluation",
     "PairedImageSet",
+    "PairedTestSets",
     "RGBImageQualityMetric",
     "SyntheticNoiseEvaluation",
+    "SyntheticNoiseSet",
+    "cosine_iterations",
     "noise_seed",
     "training_images",
     "write_tables",
@@ -64,23 +81,56 @@ __all__ = [
 log = logging.getLogger("ldct_clip")
 
 Inferer = Callable[[torch.Tensor, torch.nn.Module], torch.Tensor]
+Transform = Callable[[dict], dict]
+
+
+def _user_error(error: BaseException | None) -> LdctClipError | None:
+    """The project's error behind ``error``, if any: MONAI's ``Dataset`` and ``Compose`` re-raise what a transform
+    raises as a ``RuntimeError`` from it, so a bad image arrives wrapped."""
+    while error is not None:
+        if isinstance(error, LdctClipError):
+            return error
+        error = error.__cause__
+    return None
+
+
+def _item_name(dataset: Sequence[Any], index: int) -> str:
+    """The name of item ``index`` from its record, without loading it (for the report of an item that failed)."""
+    records = getattr(dataset, "data", dataset)  # a MONAI Dataset keeps its records as ``data``
+    try:
+        record = records.records[index] if isinstance(records, LazyItems) else records[index]
+    except Exception:  # noqa: BLE001 - only a label for a failure already being reported
+        record = None
+    return str(record["name"]) if isinstance(record, Mapping) and "name" in record else f"item {index}"
 
 
 class _RGBWorkflow:
-    """What every RGB workflow shares: the weights, the network and running it on one image."""
+    """What every RGB workflow shares: the weights, the network and one pass over the declared dataset.
+
+    Each item of ``dataset`` (a MONAI ``Dataset`` of records and the preprocessing) is a dictionary holding a
+    ``(3, H, W)`` float image in [0, 1] under ``"image"``. The inferer's output goes under ``"pred"``,
+    ``postprocessing`` (if any) is applied, and the subclass writes or scores the item (:meth:`_consume`).
+    """
+
+    #: a user error on one item is reported and the pass goes on; ``False``: it ends the run (an evaluation
+    #: whose tables would silently miss an image)
+    keep_going: bool = True
 
     def __init__(
         self,
+        dataset: Sequence[Mapping[str, Any]],
         network: torch.nn.Module | None,
         *,
+        inferer: Inferer | None = None,
+        postprocessing: Transform | None = None,
         ckpt_path: str | os.PathLike | None = None,
         allow_untrained: bool = False,
         device: str | torch.device = "cpu",
-        inferer: Inferer | None = None,
         channels_last: bool = True,
         compile: bool = False,
         progress: bool = True,
     ) -> None:
+        self.dataset = dataset
         self.network = network
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
@@ -89,8 +139,10 @@ class _RGBWorkflow:
         self.inferer = inferer if inferer is not None else SliceSlidingWindowInferer(
             roi_size=(1024, 1024), sw_batch_size=1, precision="fp32", channels_last=self.channels_last
         )
+        self.postprocessing = postprocessing
         self.compile = as_flag(compile, "compile")
         self.progress = progress
+        self.failed: list[str] = []
 
     def load_network(self) -> torch.nn.Module:
         """Load the checkpoint (the authors' ``.pth`` or a ``model.pt``) and prepare the network for inference.
@@ -138,15 +190,47 @@ class _RGBWorkflow:
                 raise
             log.error("error: %s", e)
             raise SystemExit(2) from None
-        if exit_on_error and getattr(self, "failed", None):
+        if exit_on_error and self.failed:
             raise SystemExit(2)
         return result
 
     def _run(self) -> Any:
+        total = len(self.dataset)  # lists the records: a missing folder or an empty one ends the run here
+        model = self.load_network()
+        self.failed = []
+        self._start(total)
+        with tqdm(total=total, desc=type(self).__name__, unit="img", file=sys.stderr, disable=not self.progress,
+                  leave=False) as bar:
+            for index in range(total):
+                started = time.perf_counter()
+                try:
+                    item = dict(self.dataset[index])
+                    item["pred"] = self.denoise(item["image"], model)
+                    if self.postprocessing is not None:
+                        item = self.postprocessing(item)
+                    self._consume(item, time.perf_counter() - started)
+                except Exception as e:  # noqa: BLE001 - only user errors are handled; the rest is re-raised
+                    error = _user_error(e)
+                    if error is None:
+                        raise
+                    if not self.keep_going:
+                        raise error from None
+                    name = _item_name(self.dataset, index)
+                    self.failed.append(name)
+                    log.error("%s: FAILED: %s", name, error)
+                bar.update()
+        return self._finish(total)
+
+    def _start(self, total: int) -> None:
+        """Before the pass over ``total`` items."""
+
+    def _consume(self, item: dict[str, Any], seconds: float) -> None:
+        """Write or score one item (``"pred"``: the network output after postprocessing)."""
         raise NotImplementedError
 
-    def _bar(self, total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not self.progress, leave=False)
+    def _finish(self, total: int) -> Any:
+        """After the pass: the result of :meth:`run`."""
+        raise NotImplementedError
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -155,76 +239,53 @@ class _RGBWorkflow:
 
 
 class ImageDenoisingWorkflow(_RGBWorkflow):
-    """Denoise every RGB image under ``dataset_dir`` into 8-bit PNGs in ``output_dir`` (same relative names).
+    """Denoise every image of ``dataset`` into an 8-bit PNG ``output_dir/<name>``.
 
     Args:
-        dataset_dir: an image file or a folder of them (PNG, JPEG, TIFF, BMP; subfolders included).
-        output_dir: where ``<relative path>.png`` files go; it may lie inside ``dataset_dir`` (its content is
-            then not read as input) but must not be the same folder.
+        dataset: items ``{"image": (3, H, W) float in [0, 1], "name": relative output name}``: in the config a MONAI
+            ``Dataset`` of :class:`~ldct_clip.images.ImageFolder` records with the declared ``preprocessing``
+            (:class:`~ldct_clip.images.LoadRGBd`). ``ImageFolder`` refuses an ``output_dir`` that would overwrite
+            an input.
+        output_dir: where the ``<name>`` files go.
         network: the 3-channel denoiser ``ckpt_path`` is loaded into; ``None`` builds it from the checkpoint.
-        preprocessing: dictionary transform applied to ``{"image": path, "name": output name}``; must leave a
-            ``(3, H, W)`` float image in [0, 1] under ``"image"`` (default: :class:`~ldct_clip.images.LoadRGBd`).
         inferer: runs the network on a ``(1, 3, H, W)`` batch (default: whole images up to 1024 px, fp32).
         postprocessing: dictionary transform applied after inference, the output under ``"pred"``; whatever it
             leaves there is written with :func:`~ldct_clip.images.write_png` (float in [0, 1] or uint8).
         ckpt_path, allow_untrained, device, channels_last, compile, progress: as
             :class:`~ldct_clip.pipeline.CTDenoisingWorkflow`.
+
+    An image that fails (e.g. a corrupt file) is reported and listed in ``failed``; the others are written.
+    :meth:`run` returns the paths written.
     """
 
     def __init__(
         self,
-        dataset_dir: str | os.PathLike,
+        dataset: Sequence[Mapping[str, Any]],
         output_dir: str | os.PathLike,
         network: torch.nn.Module | None,
-        *,
-        preprocessing: Callable[[dict], dict] | None = None,
-        inferer: Inferer | None = None,
-        postprocessing: Callable[[dict], dict] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(network, inferer=inferer, **kwargs)
-        from .images import LoadRGBd
-
-        self.dataset_dir = Path(dataset_dir).expanduser()
+        super().__init__(dataset, network, **kwargs)
         self.output_dir = Path(output_dir).expanduser()
-        self.preprocessing = preprocessing if preprocessing is not None else LoadRGBd(keys="image")
-        self.postprocessing = postprocessing
-        self.failed: list[str] = []
+        self.written: list[Path] = []
 
-    def _run(self) -> list[Path]:
-        if self.dataset_dir.is_dir() and self.output_dir.resolve() == self.dataset_dir.resolve():
-            raise InputError(f"output_dir is the input folder {self.dataset_dir}; give another folder.")
-        paths = find_images(self.dataset_dir, exclude=self.output_dir)
-        names = output_names(paths, self.dataset_dir)
-        targets = [self.output_dir / n for n in names]
-        clash = {p.resolve() for p in paths} & {t.resolve() for t in targets}
-        if clash:
-            raise InputError(f"writing the output would overwrite the input {sorted(clash)[0]}; give another output_dir.")
-        model = self.load_network()
-        log.info("%d image(s) from %s -> %s (device %s)", len(paths), self.dataset_dir, self.output_dir, self.device)
-        written: list[Path] = []
-        self.failed = []
-        with self._bar(len(paths), "denoise") as bar:
-            for path, name, target in zip(paths, names, targets):
-                start = time.perf_counter()
-                try:
-                    d = self.preprocessing({"image": str(path), "name": name})
-                    d["pred"] = self.denoise(d["image"], model)
-                    if self.postprocessing is not None:
-                        d = self.postprocessing(d)
-                    written.append(write_png(target, d["pred"]))
-                    log.info("%s: %.2f s -> %s", name, time.perf_counter() - start, target)
-                except LdctClipError as e:
-                    self.failed.append(name)
-                    log.error("%s: FAILED: %s", path, e)
-                bar.update()
-        log.info("done: %d of %d image(s) denoised%s", len(written), len(paths),
+    def _start(self, total: int) -> None:
+        self.written = []
+        log.info("%d image(s) -> %s (device %s)", total, self.output_dir, self.device)
+
+    def _consume(self, item: dict[str, Any], seconds: float) -> None:
+        target = self.output_dir / item["name"]
+        self.written.append(write_png(target, item["pred"]))
+        log.info("%s: %.2f s -> %s", item["name"], seconds, target)
+
+    def _finish(self, total: int) -> list[Path]:
+        log.info("done: %d of %d image(s) denoised%s", len(self.written), total,
                  f"; failed: {', '.join(self.failed)}" if self.failed else "")
-        return written
+        return list(self.written)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# evaluation
+# evaluation data
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -265,6 +326,10 @@ def _has_images(folder: Path) -> bool:
         return False
 
 
+def _has_pairs(folder: Path) -> bool:
+    return _has_images(folder) or (folder / "ValidationNoisyBlocksSrgb.mat").is_file()
+
+
 def _check_suite(noise_suite: Mapping[str, Any]) -> list[tuple[str, float]]:
     if not isinstance(noise_suite, Mapping) or not noise_suite:
         raise InputError(f"noise_suite must be a non-empty mapping kind -> levels, got {noise_suite!r}.")
@@ -281,37 +346,161 @@ def _fmt_level(level: float) -> str:
     return f"{level:g}"
 
 
-class _Evaluation(_RGBWorkflow):
-    """Shared by the two evaluations: output folder, tables, optional image saving."""
+def _clean_image(path: Path) -> np.ndarray:
+    """A clean test image as the metrics see it: 8-bit levels, ``(3, H, W)`` float32 in [0, 1]."""
+    return to_uint8(read_rgb(path)).astype(np.float32) / np.float32(255.0)
 
-    group_keys: tuple[str, ...] = ()
+
+def _pair_item(pair: ImagePair) -> dict[str, Any]:
+    """``{"image": noisy, "label": clean, "name"}`` of a noisy/clean pair, both ``(3, H, W)`` float32 in [0, 1]."""
+    noisy, clean = pair.load()
+    scale = np.float32(255.0)
+    return {"image": noisy.astype(np.float32) / scale, "label": clean.astype(np.float32) / scale, "name": pair.name}
+
+
+class SyntheticNoiseSet(LazyItems):
+    """Clean test sets with seeded noise of every setting of a noise suite: the data of the paper's
+    synthetic-noise evaluation, for a MONAI ``Dataset``.
+
+    Items, one per image and ``(kind, level)``, test set by test set, image by image: ``{"image": noisy,
+    "label": clean, "dataset", "name", "noise", "level"}``. ``label`` is the 8-bit clean image scaled to [0, 1];
+    ``image`` adds :func:`ldct_clip.noise.add_noise` of the setting, drawn from :func:`noise_seed` of
+    ``(seed, dataset, name, kind, level)``, unclipped unless ``kind`` is in ``clip_noisy``. Both ``(3, H, W)`` float32.
+
+    Args:
+        folder: one subfolder of clean images per test set (e.g. ``CBSD68/``, ``McMaster/``, ``Kodak24/``,
+            ``Urban100/``), or a single folder of images.
+        datasets: subfolder names to evaluate, in this order (default: every subfolder holding images).
+        noise_suite: ``{kind: levels}`` (default :data:`ldct_clip.noise.NOISE_SUITE`: the paper's Gaussian
+            15/25/50, spatially correlated 40/45/50/55, Poisson 2/2.5/3/3.5, plus speckle and salt-and-pepper).
+        seed: base seed.
+        clip_noisy: noise kinds whose noisy image is clipped to [0, 1] (the reference clips Poisson-noisy images
+            and feeds the Gaussian ones unclipped).
+
+    Raises (on first use, see :class:`~ldct_clip.images.LazyItems`):
+        InputError: no such folder or test set, no images, or a bad ``noise_suite``.
+    """
 
     def __init__(
         self,
-        dataset_dir: str | os.PathLike,
+        folder: str | os.PathLike,
+        datasets: Sequence[str] | str | None = None,
+        noise_suite: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        clip_noisy: Sequence[str] | str = ("poisson",),
+    ) -> None:
+        super().__init__()
+        self.root = Path(folder).expanduser()
+        self.datasets = [datasets] if isinstance(datasets, str) else (list(datasets) if datasets else None)
+        self.noise_suite = NOISE_SUITE if noise_suite is None else noise_suite
+        self.seed = int(seed)
+        self.clip_noisy = {clip_noisy} if isinstance(clip_noisy, str) else set(clip_noisy or ())
+        self._cached: tuple[Path | None, np.ndarray | None] = (None, None)
+
+    def _list(self) -> list[dict[str, Any]]:
+        settings = _check_suite(self.noise_suite)
+        records: list[dict[str, Any]] = []
+        counts = []
+        for dataset, folder in _dataset_folders(self.root, self.datasets, _has_images):
+            paths = find_images(folder)
+            counts.append(f"{dataset}: {len(paths)}")
+            for path, name in zip(paths, output_names(paths, folder)):
+                records += [{"dataset": dataset, "path": path, "name": Path(name).with_suffix("").as_posix(),
+                             "noise": kind, "level": level} for kind, level in settings]
+        log.info("%d test set(s) (%s), %d noise settings, %d denoising runs", len(counts), ", ".join(counts),
+                 len(settings), len(records))
+        return records
+
+    def _load(self, record: dict[str, Any]) -> dict[str, Any]:
+        # the settings of one image follow each other: read it once for all of them
+        if self._cached[0] != record["path"]:
+            self._cached = (record["path"], _clean_image(record["path"]))
+        clean = self._cached[1].copy()
+        kind, level = record["noise"], record["level"]
+        noisy = add_noise(clean, kind, level, seed=noise_seed(self.seed, record["dataset"], record["name"], kind, level),
+                          clip=kind in self.clip_noisy)
+        return {"image": noisy, "label": clean, "dataset": record["dataset"], "name": record["name"],
+                "noise": kind, "level": level}
+
+
+class PairedTestSets(LazyItems):
+    """Real-noise test sets of noisy/clean pairs (SIDD, PolyU, CC), for a MONAI ``Dataset``.
+
+    Items, test set by test set: ``{"image": noisy, "label": clean, "dataset", "name"}``, both ``(3, H, W)``
+    float32 in [0, 1] (8-bit levels). Pairs are found by name (:func:`ldct_clip.images.find_pairs`).
+
+    Args:
+        folder: one subfolder per test set (e.g. ``CC/``, ``PolyU/``, ``SIDD/``), or one test set.
+        datasets: subfolder names to evaluate (default: every subfolder holding images or SIDD ``.mat`` blocks).
+
+    Raises (on first use):
+        InputError: no such folder or test set, or a test set without pairs.
+    """
+
+    def __init__(self, folder: str | os.PathLike, datasets: Sequence[str] | str | None = None) -> None:
+        super().__init__()
+        self.root = Path(folder).expanduser()
+        self.datasets = [datasets] if isinstance(datasets, str) else (list(datasets) if datasets else None)
+
+    def _list(self) -> list[dict[str, Any]]:
+        sets = [(name, find_pairs(folder)) for name, folder in _dataset_folders(self.root, self.datasets, _has_pairs)]
+        log.info("%d test set(s) (%s), %d image pairs", len(sets), ", ".join(f"{n}: {len(p)}" for n, p in sets),
+                 sum(len(p) for _, p in sets))
+        return [{"dataset": name, "name": pair.name, "pair": pair} for name, pairs in sets for pair in pairs]
+
+    def _load(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {**_pair_item(record["pair"]), "dataset": record["dataset"]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _Evaluation(_RGBWorkflow):
+    """Score each item's output against its ``"label"`` and write the tables (and, optionally, the images).
+
+    Items: ``{"image": noisy, "label": clean, "dataset", "name"}`` plus the other ``group_keys``.
+    """
+
+    group_keys: tuple[str, ...] = ("dataset",)
+    title = "PSNR (dB) / SSIM of the 8-bit RGB output"
+    keep_going = False
+
+    def __init__(
+        self,
+        dataset: Sequence[Mapping[str, Any]],
         output_dir: str | os.PathLike,
         network: torch.nn.Module | None,
         *,
-        datasets: Sequence[str] | None = None,
         save_images: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(network, **kwargs)
-        self.dataset_dir = Path(dataset_dir).expanduser()
+        super().__init__(dataset, network, **kwargs)
         self.output_dir = Path(output_dir).expanduser()
-        self.datasets = [datasets] if isinstance(datasets, str) else (list(datasets) if datasets else None)
         self.save_images = as_flag(save_images, "save_images")
+        self.rows: list[dict[str, Any]] = []
 
-    def _score(self, pred: torch.Tensor, clean_u8: np.ndarray, noisy: np.ndarray | torch.Tensor) -> dict[str, float]:
-        out = to_uint8(pred)
-        return {
-            "psnr_in": psnr_8bit(to_uint8(noisy), clean_u8),
+    def _start(self, total: int) -> None:
+        self.rows = []
+
+    def _consume(self, item: dict[str, Any], seconds: float) -> None:
+        clean_u8, out = to_uint8(item["label"]), to_uint8(item["pred"])
+        settings = {k: item[k] for k in self.group_keys if k != "dataset"}
+        self.rows.append({
+            "dataset": item["dataset"], "image": item["name"], **settings,
+            "psnr_in": psnr_8bit(to_uint8(item["image"]), clean_u8),
             "psnr": psnr_8bit(out, clean_u8),
             "ssim": ssim_8bit(out, clean_u8),
-        }
+        })
+        if self.save_images:
+            folder = self.output_dir / "images" / str(item["dataset"])
+            if settings:
+                folder = folder / "_".join(_fmt_level(v) if isinstance(v, float) else str(v) for v in settings.values())
+            write_png(folder / f"{item['name']}.png", out)
 
-    def _finish(self, rows: list[dict[str, Any]], title: str) -> dict[str, Path]:
-        paths = write_tables(rows, self.output_dir, self.group_keys, title=title)
+    def _finish(self, total: int) -> dict[str, Path]:
+        paths = write_tables(self.rows, self.output_dir, self.group_keys, title=self.title)
         log.info("metrics: %s", ", ".join(str(p) for p in paths.values()))
         return paths
 
@@ -319,106 +508,36 @@ class _Evaluation(_RGBWorkflow):
 class SyntheticNoiseEvaluation(_Evaluation):
     """The paper's synthetic-noise evaluation of the natural-image model.
 
-    For every clean image of every test set and every ``(kind, level)`` of ``noise_suite``: add seeded noise
-    (:func:`ldct_clip.noise.add_noise` on the 8-bit image scaled to [0, 1]), denoise, clip and round the output to
-    8 bits, and compute PSNR/SSIM (:func:`~ldct_clip.images.psnr_8bit`, :func:`~ldct_clip.images.ssim_8bit`)
-    against the 8-bit clean image. ``psnr_in`` is the PSNR of the noisy input (clipped, 8-bit) for reference.
+    For every item of ``dataset`` (:class:`SyntheticNoiseSet`: a clean image and one ``(kind, level)`` of the noise
+    suite): denoise, clip and round the output to 8 bits, and compute PSNR/SSIM (:func:`~ldct_clip.images.psnr_8bit`,
+    :func:`~ldct_clip.images.ssim_8bit`) against the 8-bit clean image. ``psnr_in`` is the PSNR of the noisy input
+    (clipped, 8-bit) for reference.
 
     Args:
-        dataset_dir: folder with one subfolder of clean images per test set (e.g. ``CBSD68/``, ``McMaster/``,
-            ``Kodak24/``, ``Urban100/``), or a single folder of images.
+        dataset: items ``{"image": noisy, "label": clean, "dataset", "name", "noise", "level"}`` (the config: a
+            MONAI ``Dataset`` of :class:`SyntheticNoiseSet` with the declared ``preprocessing``).
         output_dir: where ``metrics.csv``, ``metrics.md``, ``per_image.csv`` (and ``images/``) go.
         network: the 3-channel denoiser (``None``: built from the checkpoint).
-        datasets: subfolder names to evaluate, in this order (default: every subfolder holding images).
-        noise_suite: ``{kind: levels}`` (default :data:`ldct_clip.noise.NOISE_SUITE`: the paper's Gaussian 15/25/50,
-            spatially correlated 40/45/50/55, Poisson 2/2.5/3/3.5, plus speckle and salt-and-pepper).
-        seed: base seed; the noise of an image and setting is drawn from :func:`noise_seed`.
-        clip_noisy: noise kinds whose noisy image is clipped to [0, 1] before the network (the reference clips
-            Poisson-noisy images and feeds the Gaussian ones unclipped).
         save_images: also write the denoised PNGs to ``output_dir/images/<dataset>/<kind>_<level>/``.
-        inferer, ckpt_path, allow_untrained, device, channels_last, compile, progress: as
-            :class:`ImageDenoisingWorkflow`.
+        inferer, postprocessing, ckpt_path, allow_untrained, device, channels_last, compile, progress: as
+            :class:`ImageDenoisingWorkflow`. A user error on an image ends the evaluation.
     """
 
     group_keys = ("dataset", "noise", "level")
-
-    def __init__(
-        self,
-        dataset_dir: str | os.PathLike,
-        output_dir: str | os.PathLike,
-        network: torch.nn.Module | None,
-        *,
-        noise_suite: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        clip_noisy: Sequence[str] = ("poisson",),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(dataset_dir, output_dir, network, **kwargs)
-        self.settings = _check_suite(NOISE_SUITE if noise_suite is None else noise_suite)
-        self.seed = int(seed)
-        self.clip_noisy = {clip_noisy} if isinstance(clip_noisy, str) else set(clip_noisy or ())
-
-    def _run(self) -> dict[str, Path]:
-        folders = _dataset_folders(self.dataset_dir, self.datasets, _has_images)
-        sets = [(name, folder, find_images(folder)) for name, folder in folders]
-        model = self.load_network()
-        total = sum(len(paths) for _, _, paths in sets) * len(self.settings)
-        log.info("%d test set(s) (%s), %d noise settings, %d denoising runs", len(sets),
-                 ", ".join(f"{n}: {len(p)}" for n, _, p in sets), len(self.settings), total)
-        rows: list[dict[str, Any]] = []
-        with self._bar(total, "evaluate") as bar:
-            for dataset, folder, paths in sets:
-                names = [Path(n).with_suffix("").as_posix() for n in output_names(paths, folder)]
-                for path, name in zip(paths, names):
-                    clean_u8 = to_uint8(read_rgb(path))
-                    clean = clean_u8.astype(np.float32) / np.float32(255.0)
-                    for kind, level in self.settings:
-                        noisy = add_noise(clean, kind, level, seed=noise_seed(self.seed, dataset, name, kind, level),
-                                          clip=kind in self.clip_noisy)
-                        pred = self.denoise(noisy, model)
-                        rows.append({"dataset": dataset, "image": name, "noise": kind, "level": level,
-                                     **self._score(pred, clean_u8, noisy)})
-                        if self.save_images:
-                            setting = f"{kind}_{_fmt_level(level)}"
-                            write_png(self.output_dir / "images" / dataset / setting / f"{name}.png", pred)
-                        bar.update()
-        return self._finish(rows, "Synthetic noise: PSNR (dB) / SSIM of the 8-bit RGB output")
+    title = "Synthetic noise: PSNR (dB) / SSIM of the 8-bit RGB output"
 
 
 class PairedEvaluation(_Evaluation):
     """Evaluation on real-noise test sets of noisy/clean pairs (the paper's sRGB protocol: SIDD, PolyU, CC).
 
-    Each noisy image (8-bit, scaled to [0, 1]) is denoised, clipped and rounded to 8 bits and compared with its
-    clean reference (PSNR/SSIM on RGB). Pairs are found by name (:func:`ldct_clip.images.find_pairs`).
+    Each noisy image of ``dataset`` (:class:`PairedTestSets`; 8-bit, scaled to [0, 1]) is denoised, clipped and
+    rounded to 8 bits and compared with its clean reference (PSNR/SSIM on RGB). Images are saved (``save_images``)
+    to ``output_dir/images/<dataset>/``.
 
-    Args:
-        dataset_dir: folder with one subfolder per test set (e.g. ``CC/``, ``PolyU/``, ``SIDD/``), or one test set.
-        datasets: subfolder names to evaluate (default: every subfolder holding images or SIDD ``.mat`` blocks).
-        other arguments: as :class:`SyntheticNoiseEvaluation`.
+    Args: as :class:`SyntheticNoiseEvaluation`, items ``{"image": noisy, "label": clean, "dataset", "name"}``.
     """
 
-    group_keys = ("dataset",)
-
-    def _run(self) -> dict[str, Path]:
-        def has_pairs(folder: Path) -> bool:
-            return _has_images(folder) or (folder / "ValidationNoisyBlocksSrgb.mat").is_file()
-
-        folders = _dataset_folders(self.dataset_dir, self.datasets, has_pairs)
-        sets = [(name, find_pairs(folder)) for name, folder in folders]
-        model = self.load_network()
-        total = sum(len(p) for _, p in sets)
-        log.info("%d test set(s) (%s), %d image pairs", len(sets), ", ".join(f"{n}: {len(p)}" for n, p in sets), total)
-        rows: list[dict[str, Any]] = []
-        with self._bar(total, "evaluate") as bar:
-            for dataset, pairs in sets:
-                for pair in pairs:
-                    noisy_u8, clean_u8 = pair.load()
-                    pred = self.denoise(noisy_u8.astype(np.float32) / np.float32(255.0), model)
-                    rows.append({"dataset": dataset, "image": pair.name, **self._score(pred, clean_u8, noisy_u8)})
-                    if self.save_images:
-                        write_png(self.output_dir / "images" / dataset / f"{pair.name}.png", pred)
-                    bar.update()
-        return self._finish(rows, "Real noise: PSNR (dB) / SSIM of the 8-bit RGB output")
+    title = "Real noise: PSNR (dB) / SSIM of the 8-bit RGB output"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -558,7 +677,7 @@ class NoisyImageSet(Sequence):
 
     def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
         path = self.paths[index]
-        clean = to_uint8(read_rgb(path)).astype(np.float32) / np.float32(255.0)
+        clean = _clean_image(path)
         noisy = add_noise(clean, self.noise, self.level, seed=noise_seed(self.seed, path.name, self.noise, self.level),
                           clip=self.clip)
         return {"image": noisy.astype(np.float32), "label": clean, "name": path.name}
@@ -577,10 +696,7 @@ class PairedImageSet(Sequence):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
-        pair = self.pairs[index]
-        noisy, clean = pair.load()
-        scale = np.float32(255.0)
-        return {"image": noisy.astype(np.float32) / scale, "label": clean.astype(np.float32) / scale, "name": pair.name}
+        return _pair_item(self.pairs[index])
 
 
 class RGBImageQualityMetric(MeanImageMetric):
@@ -607,26 +723,19 @@ class RGBImageQualityMetric(MeanImageMetric):
 
 
 
-class ConstantThenCosine:
-    """Learning-rate factor of the paper's natural and sRGB schedule, for ``torch.optim.lr_scheduler.LambdaLR``.
 
-    ``lr`` for the first ``constant_iterations`` steps, then a cosine from ``lr`` to ``lr_min`` that ends at
-    ``total_iterations`` (the paper: 92k constant, then 208k of cosine to 1e-6, 300k in all; the reference's
-    ``CosineAnnealingRestartCyclicLR`` with periods [92000, 208000] and eta_mins [3e-4, 1e-6]).
-    Returns the factor ``lr(step) / lr``.
+def cosine_iterations(iterations: int, constant_iterations: int) -> int:
+    """``T_max`` of the cosine part of the paper's natural and sRGB schedule (``configs/natural/train.json``).
+
+    The schedule is torch's ``SequentialLR``: ``ConstantLR`` (factor 1) for the first ``constant_iterations``
+    steps, then ``CosineAnnealingLR`` from ``lr`` to ``lr_min`` ending at ``iterations`` (the paper: 92k constant,
+    then 208k of cosine to 1e-6, 300k in all; the reference's ``CosineAnnealingRestartCyclicLR`` with periods
+    [92000, 208000]). Returns ``iterations - constant_iterations``, at least 1 (a schedule that stays constant to
+    the end still needs a valid cosine scheduler).
+
+    Raises:
+        InputError: ``constant_iterations`` is negative or beyond ``iterations``.
     """
-
-    def __init__(self, constant_iterations: int, total_iterations: int, lr: float, lr_min: float = 1e-6) -> None:
-        self.constant = int(constant_iterations)
-        self.total = int(total_iterations)
-        if not 0 <= self.constant <= self.total or self.total < 1:
-            raise InputError(f"need 0 <= constant_iterations ({constant_iterations}) <= iterations ({total_iterations}).")
-        if not (lr > 0 and 0 <= lr_min <= lr):
-            raise InputError(f"need 0 <= lr_min ({lr_min}) <= lr ({lr}) and lr > 0.")
-        self.ratio = float(lr_min) / float(lr)
-
-    def __call__(self, step: int) -> float:
-        if step <= self.constant or self.total == self.constant:
-            return 1.0
-        t = min(1.0, (step - self.constant) / (self.total - self.constant))
-        return self.ratio + (1.0 - self.ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if not 0 <= int(constant_iterations) <= int(iterations):
+        raise InputError(f"need 0 <= lr_constant_iterations ({constant_iterations}) <= iterations ({iterations}).")
+    return max(1, int(iterations) - int(constant_iterations))

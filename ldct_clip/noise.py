@@ -61,6 +61,7 @@ __all__ = [
     "NOISE_SUITE",
     "noise_suite_settings",
     "add_noise",
+    "quantize_8bit",
     "AddNaturalNoise",
     "AddNaturalNoised",
 ]
@@ -239,11 +240,17 @@ def add_noise(
     x = _to_numpy_image(image)
     rng = _make_rng(seed)
     y = _noisy(x, kind, level, rng)
-    if clip or quantize:
-        y = np.clip(y, 0.0, 1.0)
     if quantize:
-        y = np.round(y * 255.0) / 255.0
+        y = quantize_8bit(y)
+    elif clip:
+        y = np.clip(y, 0.0, 1.0)
     return _restore(y, image)
+
+
+def quantize_8bit(image: np.ndarray) -> np.ndarray:
+    """Clip a float image to [0, 1] and round it to the 8-bit grid ``k / 255``: what saving it as an 8-bit PNG
+    and reading it back does. Any shape; float in, float64 out."""
+    return np.round(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0) / 255.0
 
 
 # --------------------------------------------------------------------------------------------------

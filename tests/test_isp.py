@@ -312,6 +312,20 @@ def test_dict_transform_keeps_clean_label_and_is_deterministic(smooth_crop: np.n
     np.testing.assert_array_equal(skip["label"], smooth_crop)
 
 
+def test_quantize_rounds_the_noisy_image_to_8_bits(smooth_crop: np.ndarray) -> None:
+    # the sRGB training config quantises the camera noise as the reference's noisy PNGs are
+    def noisy(quantize: bool) -> torch.Tensor:
+        t = SimulateCameraNoised(keys="image", quantize=quantize).set_random_state(3)
+        return t({"image": torch.from_numpy(smooth_crop.astype(np.float32))})["image"]
+
+    plain, rounded = noisy(False), noisy(True)
+    assert rounded.dtype == torch.float32
+    levels = rounded.double() * 255.0
+    np.testing.assert_allclose(levels, torch.round(levels), atol=1e-4)  # on the 8-bit grid
+    assert float((rounded - plain).abs().max()) <= 0.5 / 255.0 + 1e-6  # the nearest level of the same noise
+    assert torch.unique(torch.round(levels)).numel() > 64
+
+
 def test_array_transform_is_deterministic(smooth_crop: np.ndarray) -> None:
     t1 = SimulateCameraNoise(sample=True).set_random_state(3)
     t2 = SimulateCameraNoise(sample=True).set_random_state(3)

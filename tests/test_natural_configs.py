@@ -19,6 +19,7 @@ from ldct_clip import bundle_root
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
 from ldct_clip.images import (
+    ImageFolder,
     LoadRGBd,
     find_images,
     find_pairs,
@@ -30,11 +31,13 @@ from ldct_clip.images import (
     write_png,
 )
 from ldct_clip.natural import (
-    ConstantThenCosine,
-    PairedEvaluation,
     ImageDenoisingWorkflow,
     NoisyImageSet,
+    PairedEvaluation,
+    PairedTestSets,
     RGBImageQualityMetric,
+    SyntheticNoiseEvaluation,
+    SyntheticNoiseSet,
     noise_seed,
 )
 from ldct_clip.noise import NOISE_SUITE, noise_suite_settings
@@ -64,6 +67,13 @@ def run_configs(configs: list[Path], *args: str):
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     return monai_bundle("run", "--config_file", files, "--meta_file", str(BUNDLE_CONFIGS / "metadata.json"),
                         "--logging_file", str(BUNDLE_CONFIGS / "logging.conf"), *args)
+
+
+def folder_dataset(folder: Path, output_dir: Path):
+    """What configs/natural/inference.json declares as `dataset`: the folder's images, read by LoadRGBd."""
+    from monai.data import Dataset
+
+    return Dataset(ImageFolder(folder, output_dir=output_dir), transform=LoadRGBd(keys="image"))
 
 
 def crop(name: str, size: int = 64) -> np.ndarray:
@@ -123,6 +133,32 @@ def test_natural_inference_with_the_authors_rgb_checkpoint(tmp_path):
         got = np.asarray(Image.open(out / out_name)).transpose(2, 0, 1)
         assert_rounded_close(got, expected, what=out_name)  # 8 bits: a level may flip on other CPU kernels
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_the_declared_components_are_what_the_bundle_runs(tmp_path):
+    # an identity network, so that what reaches the PNGs is what the declared components do to the images
+    src = tmp_path / "in"
+    save(src / "top.png", crop("astronaut", 40))
+    save(src / "sub" / "a.png", crop("coffee", 40))
+    save(src / "sub" / "b.png", crop("chelsea", 40))
+    identity = ["--network_def", "$torch.nn.Identity()", "--allow_untrained", "True"]
+    plain, edited = tmp_path / "plain", tmp_path / "edited"
+    check_ok(run_configs(NATURAL_INFERENCE, "--dataset_dir", str(src), "--output_dir", str(plain), *identity))
+    assert sorted(p.relative_to(plain).as_posix() for p in plain.rglob("*.png")) == ["sub/a.png", "sub/b.png", "top.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(plain / "sub" / "a.png")), crop("coffee", 40))
+    # edit the dataset (another folder), the preprocessing (a flip added) and the postprocessing (another range)
+    r = run_configs(NATURAL_INFERENCE, "--dataset_dir", str(src), "--output_dir", str(edited), *identity,
+                    "--dataset#data#folder", str(src / "sub"),
+                    "--preprocessing#transforms", "[{'_target_': 'ldct_clip.images.LoadRGBd', 'keys': 'image'}, "
+                    "{'_target_': 'Flipd', 'keys': 'image', 'spatial_axis': 1}]",
+                    "--postprocessing#transforms#0#b_max", "127.0")
+    check_ok(r)
+    assert "done: 2 of 2 image(s) denoised" in r.stdout + r.stderr
+    assert sorted(p.relative_to(edited).as_posix() for p in edited.rglob("*.png")) == ["a.png", "b.png"]
+    for name, image in (("a.png", "coffee"), ("b.png", "chelsea")):
+        expected = np.rint(crop(image, 40)[:, ::-1].astype(np.float64) * 127.0 / 255.0)  # flipped left-right
+        assert_rounded_close(np.asarray(Image.open(edited / name)), expected.astype(np.uint8), what=name)
 
 
 def _natural_test_root(root: Path) -> Path:
@@ -221,8 +257,8 @@ def test_natural_training_runs_and_its_model_denoises_a_folder(tmp_path):
     model = load_checkpoint(ckpt / "model.pt")
     assert model.in_channels == 3 and model.out_channels == 3
     # the trained model.pt goes straight into the folder workflow (network shaped after the checkpoint)
-    written = ImageDenoisingWorkflow(val, tmp_path / "denoised", None, ckpt_path=ckpt / "model.pt",
-                                     progress=False).run()
+    written = ImageDenoisingWorkflow(folder_dataset(val, tmp_path / "denoised"), tmp_path / "denoised", None,
+                                     ckpt_path=ckpt / "model.pt", progress=False).run()
     assert sorted(p.name for p in written) == ["astronaut.png", "coffee.png"]
 
 
@@ -281,12 +317,12 @@ def test_inference_reads_the_checkpoint_that_training_writes(tmp_path):
 
 def test_rgb_workflows_parse_text_booleans(tmp_path):
     # fire passes `--save_images false` as the text 'false', which would be truthy
-    evaluation = PairedEvaluation(tmp_path, output_dir=tmp_path / "out", network=None, save_images="false",
-                                  allow_untrained="False", channels_last="0", compile="no")
+    evaluation = PairedEvaluation(PairedTestSets(tmp_path), output_dir=tmp_path / "out", network=None,
+                                  save_images="false", allow_untrained="False", channels_last="0", compile="no")
     assert (evaluation.save_images, evaluation.allow_untrained, evaluation.channels_last, evaluation.compile) == (
         False, False, False, False)
     with pytest.raises(InputError, match="save_images must be true or false"):
-        PairedEvaluation(tmp_path, output_dir=tmp_path / "out", network=None, save_images="maybe")
+        PairedEvaluation(PairedTestSets(tmp_path), output_dir=tmp_path / "out", network=None, save_images="maybe")
 
 
 def test_train_configs_follow_the_paper():
@@ -301,21 +337,44 @@ def test_train_configs_follow_the_paper():
     assert natural["noise"] == "gaussian" and natural["sigma"] == 15.0
     targets = [t["_target_"] for t in srgb["train"]["preprocessing"]["transforms"]]
     assert "ldct_clip.isp.SimulateCameraNoised" in targets and "ldct_clip.noise.AddNaturalNoised" not in targets
+    # the sRGB recipe is the natural one with the noise swapped: same transforms otherwise, and the camera noise
+    # rounded to 8 bits by a named parameter (the reference trains on noisy PNGs), not a lambda in JSON
+    natural_targets = [t["_target_"] for t in natural["train"]["preprocessing"]["transforms"]]
+    assert [t for t in targets if "Noise" not in t] == [t for t in natural_targets if "Noise" not in t]
+    camera = srgb["train"]["preprocessing"]["transforms"][targets.index("ldct_clip.isp.SimulateCameraNoised")]
+    assert camera["quantize"] is True and "Lambdad" not in targets
     assert srgb["sigma_s"] == 0.04 and srgb["sigma_c"] == 0.03 and srgb["raw_noise_model"] == "reference"
 
 
-def test_constant_then_cosine_is_the_reference_schedule():
-    f = ConstantThenCosine(92000, 300000, lr=3e-4, lr_min=1e-6)
+def config_schedule(configs: list[Path], **settings):
+    """The training config's learning-rate scheduler, on an optimizer of one parameter (no network built)."""
+    parser = parse(configs)
+    parser["optimizer"]["params"] = "$[torch.nn.Parameter(torch.zeros(1))]"
+    for key, value in settings.items():
+        parser[key] = value
+    return parser.get_parsed_content("lr_scheduler")
+
+
+@pytest.mark.parametrize("configs", [NATURAL_TRAIN, SRGB_TRAIN], ids=["natural", "srgb"])
+def test_config_schedule_is_the_reference_schedule(configs):
+    scheduler = config_schedule(configs)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR)
+    optimizer = scheduler.optimizer
 
     def reference(it: int) -> float:  # basicsr CosineAnnealingRestartCyclicLR, periods [92k, 208k]
         if it <= 92000:
             return 3e-4 + 0.5 * (3e-4 - 3e-4) * (1 + math.cos(math.pi * it / 92000))
         return 1e-6 + 0.5 * (3e-4 - 1e-6) * (1 + math.cos(math.pi * (it - 92000) / 208000))
 
-    for it in (0, 1, 50000, 92000, 92001, 150000, 196000, 299999, 300000):
-        assert 3e-4 * f(it) == pytest.approx(reference(it), rel=1e-9, abs=1e-15)
-    with pytest.raises(InputError):
-        ConstantThenCosine(400000, 300000, lr=3e-4)
+    checked = {0, 1, 50000, 92000, 92001, 150000, 196000, 299999, 300000}
+    for it in range(max(checked) + 1):
+        if it in checked:
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(reference(it), rel=1e-9, abs=1e-15), it
+        optimizer.step()
+        scheduler.step()
+    with pytest.raises(RuntimeError) as failed:  # MONAI's config parser wraps what an expression raises
+        config_schedule(configs, lr_constant_iterations=400000)
+    assert isinstance(failed.value.__cause__, InputError), failed.value.__cause__
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -447,40 +506,41 @@ def test_validation_noise_is_seeded_per_image(tmp_path):
 def test_rgb_workflow_errors_are_user_errors(tmp_path, tiny_checkpoint, caplog):
     save(tmp_path / "in" / "a.png", crop("astronaut", 32))
     # a CT (1-channel) checkpoint in the RGB workflow
-    wf = ImageDenoisingWorkflow(tmp_path / "in", tmp_path / "out", None, ckpt_path=tiny_checkpoint, progress=False)
+    wf = ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "out"), tmp_path / "out", None,
+                                ckpt_path=tiny_checkpoint, progress=False)
     with pytest.raises(WeightsError, match="3-channel"):
         wf.run()
     with caplog.at_level(logging.ERROR, logger="ldct_clip"), pytest.raises(SystemExit) as exc:
         wf.run(exit_on_error=True)
     assert exc.value.code == 2 and "3-channel" in caplog.text
     with pytest.raises(WeightsError, match="no checkpoint"):
-        ImageDenoisingWorkflow(tmp_path / "in", tmp_path / "out", None, ckpt_path=tmp_path / "none.pt").run()
+        ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "out"), tmp_path / "out", None,
+                               ckpt_path=tmp_path / "none.pt").run()
     with pytest.raises(InputError, match="input folder"):
-        ImageDenoisingWorkflow(tmp_path / "in", tmp_path / "in", None, ckpt_path=RGB_CHECKPOINT).run()
+        ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "in"), tmp_path / "in", None,
+                               ckpt_path=RGB_CHECKPOINT).run()
     # a corrupt image fails alone; the others are written
     (tmp_path / "in" / "b.png").write_bytes(b"broken")
-    wf = ImageDenoisingWorkflow(tmp_path / "in", tmp_path / "in" / "out", None, ckpt_path=RGB_CHECKPOINT,
-                                preprocessing=LoadRGBd(keys="image"), progress=False)
+    wf = ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "in" / "out"), tmp_path / "in" / "out",
+                                None, ckpt_path=RGB_CHECKPOINT, progress=False)
     assert [p.name for p in wf.run()] == ["a.png"] and wf.failed == ["b.png"]
     with pytest.raises(SystemExit):
         wf.run(exit_on_error=True)
 
 
 def test_identity_network_round_trips_and_test_sets_are_selectable(tmp_path):
-    from ldct_clip.natural import SyntheticNoiseEvaluation
-
     root = _natural_test_root(tmp_path / "test")
     # folder denoising with an identity network writes back the input pixels exactly
-    written = ImageDenoisingWorkflow(root, tmp_path / "same", torch.nn.Identity(), allow_untrained=True,
-                                     progress=False).run()
+    written = ImageDenoisingWorkflow(folder_dataset(root, tmp_path / "same"), tmp_path / "same", torch.nn.Identity(),
+                                     allow_untrained=True, progress=False).run()
     assert [p.relative_to(tmp_path / "same").as_posix() for p in written] == [
         "CBSD68/astronaut.png", "CBSD68/coffee.png", "Kodak24/chelsea.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(written[2])), crop("chelsea"))
 
     def evaluate(dataset_dir: Path, **kwargs) -> list[dict[str, str]]:
         out = tmp_path / "eval"
-        SyntheticNoiseEvaluation(dataset_dir, out, torch.nn.Identity(), allow_untrained=True, progress=False,
-                                 noise_suite={"gaussian": [15], "salt_pepper": 0.02}, **kwargs).run()
+        data = SyntheticNoiseSet(dataset_dir, noise_suite={"gaussian": [15], "salt_pepper": 0.02}, **kwargs)
+        SyntheticNoiseEvaluation(data, out, torch.nn.Identity(), allow_untrained=True, progress=False).run()
         return read_csv(out / "metrics.csv")
 
     rows = evaluate(root, datasets="Kodak24")
@@ -493,4 +553,4 @@ def test_identity_network_round_trips_and_test_sets_are_selectable(tmp_path):
     with pytest.raises(InputError, match="not found"):
         evaluate(root, datasets=["Urban100"])
     with pytest.raises(InputError, match="unknown noise kind"):
-        SyntheticNoiseEvaluation(root, tmp_path / "e", None, noise_suite={"blur": [1]})
+        SyntheticNoiseEvaluation(SyntheticNoiseSet(root, noise_suite={"blur": [1]}), tmp_path / "e", None).run()

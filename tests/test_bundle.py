@@ -186,3 +186,29 @@ def test_declared_components_give_the_cli_voxels(tmp_path, tiny_checkpoint):
     np.testing.assert_array_equal(got[:5], -3024)
     np.testing.assert_array_equal(got[30:34, 20:24], 3500)
     np.testing.assert_array_equal(got, cli)
+
+
+def test_overriding_a_declared_component_changes_the_run(tmp_path, tiny_checkpoint):
+    # inference.json is the run path: a component edited from the command line is what `monai.bundle run` executes
+    src, hu, _ = _nifti_case(tmp_path / "in")
+    hu[:4] = -3024  # scanner padding, below the HU window
+    nib.save(nib.Nifti1Image(hu, nib.load(src).affine), src)
+    args = ("--ckpt_path", str(tiny_checkpoint), "--write_png", "false", *TINY_OVERRIDES)
+    r = run_inference(tmp_path / "in", tmp_path / "plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    plain = np.asarray(nib.load(tmp_path / "plain" / "case.nii.gz").dataobj)
+    np.testing.assert_array_equal(plain[:4], -3024)  # KeepOutsideWindowd keeps the padding
+
+    # 1. a postprocessing component switched off: the padding is now the network's output, inside the window
+    r = run_inference(tmp_path / "in", tmp_path / "no_keep", *args, "--denoised_hu#transforms#1#_disabled_", "true")
+    assert r.returncode == 0, r.stdout + r.stderr
+    no_keep = np.asarray(nib.load(tmp_path / "no_keep" / "case.nii.gz").dataobj)
+    assert (no_keep[:4] > -1500).all()  # near the window edge (-1024), far from -3024
+    np.testing.assert_array_equal(no_keep[4:], plain[4:])
+
+    # 2. the inferer's windows made smaller: 32 px windows blended over each slice instead of the whole slice
+    r = run_inference(tmp_path / "in", tmp_path / "windows", *args, "--inferer#roi_size", "[32,32]")
+    assert r.returncode == 0, r.stdout + r.stderr
+    windows = np.asarray(nib.load(tmp_path / "windows" / "case.nii.gz").dataobj)
+    np.testing.assert_array_equal(windows[:4], -3024)
+    assert np.abs(windows.astype(np.int32) - plain).max() >= 2  # more than a rounding step (kernels may differ by 1)

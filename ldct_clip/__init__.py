@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .bundle import bundle_root  # noqa: E402
-from .errors import InputError, LdctClipError, WeightsError  # noqa: E402
+from ldct_clip.bundle import bundle_root  # noqa: E402
+from ldct_clip.errors import InputError, LdctClipError, WeightsError  # noqa: E402
 
 __all__ = ["__version__", "bundle_root", "LdctClipError", "InputError", "WeightsError"]

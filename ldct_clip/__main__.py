@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from ldct_clip.cli import main
 
 sys.exit(main())

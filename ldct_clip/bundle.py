@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ldct_clip.errors import InputError
 
 __all__ = ["CONFIGS", "as_flag", "bundle_root", "config_files", "load_config", "run_config"]
 
@@ -61,7 +61,7 @@ def run_config(parser: Any) -> Any:
     """Run a parsed bundle config like ``monai.bundle run`` does (``initialize``, the evaluator, ``finalize``),
     except that errors raise (:class:`~ldct_clip.errors.LdctClipError` for a user's problem) instead of ending
     the process. Returns the evaluator (its ``failures`` name the cases that failed)."""
-    from .errors import user_error
+    from ldct_clip.errors import user_error
 
     try:
         parser.get_parsed_content("initialize")

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .errors import WeightsError
-from .io.atomic import atomic_path
-from .networks import CLIPDenoiser
-from .weights import SHIPPED_WEIGHTS, read_state_dict, resolve_weights
+from ldct_clip.errors import WeightsError
+from ldct_clip.atomic import atomic_path
+from ldct_clip.networks import CLIPDenoiser
+from ldct_clip.weights import SHIPPED_WEIGHTS, read_state_dict, resolve_weights
 
 __all__ = [
     "network_overrides",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LdctClipError
+from ldct_clip.errors import LdctClipError
 
 __all__ = ["main"]
 
@@ -32,8 +32,8 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
 @command
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
-    from .weights import PRETRAINED_DECODERS, cache_dir, download, fetch_encoder_weights
+    from ldct_clip.checkpoints import load_checkpoint
+    from ldct_clip.weights import PRETRAINED_DECODERS, cache_dir, download, fetch_encoder_weights
 
     if args.encoder and args.tag:
         path = fetch_encoder_weights(args.encoder, args.tag)
@@ -72,7 +72,7 @@ def _inference_overrides(args: argparse.Namespace, checkpoint: str | None) -> di
     """Bundle config overrides for the shared inference options; a checkpoint shapes the network."""
     import torch
 
-    from .checkpoints import network_overrides
+    from ldct_clip.checkpoints import network_overrides
 
     _resolve_device(args)
     overrides: dict[str, Any] = {
@@ -90,10 +90,10 @@ def _inference_overrides(args: argparse.Namespace, checkpoint: str | None) -> di
 
 @command
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from .ct.workflows import denoise_cases
+    from ldct_clip.ct.workflows import denoise_cases
 
     if args.weights:
-        from .weights import resolve_weights
+        from ldct_clip.weights import resolve_weights
 
         if args.checkpoint:
             raise LdctClipError("give --weights or --checkpoint, not both")
@@ -126,7 +126,7 @@ def _resolve_device(args: argparse.Namespace) -> None:
     """Fill in the defaults that depend on the machine: device, then slices per call."""
     import torch
 
-    from .precision import default_sw_batch_size
+    from ldct_clip.engine.precision import default_sw_batch_size
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.sw_batch_size is None:
@@ -140,7 +140,7 @@ def _resolve_device(args: argparse.Namespace) -> None:
 def cmd_pacs(args: argparse.Namespace) -> int:
     import os
 
-    from .pacs import connect, denoise_series, list_series
+    from ldct_clip.ct.pacs import connect, denoise_series, list_series
 
     password = args.password if args.password is not None else os.environ.get("LDCT_CLIP_PACS_PASSWORD")
     auth = {"username": args.username, "password": password, "timeout": args.timeout}
@@ -150,9 +150,9 @@ def cmd_pacs(args: argparse.Namespace) -> int:
                   f"#{s.series_number if s.series_number is not None else '-'} {s.description}")
         return 0
 
-    from .bundle import bundle_root
+    from ldct_clip.bundle import bundle_root
 
-    from .errors import WeightsError
+    from ldct_clip.errors import WeightsError
 
     ckpt = args.checkpoint or str(Path(bundle_root()) / "models" / "model.pt")
     if not Path(ckpt).is_file():  # before any traffic with the PACS
@@ -200,7 +200,7 @@ def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
 
 @command
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .ct.simulate_cases import simulate_case
+    from ldct_clip.ct.simulate_cases import simulate_case
 
     # the library logs one line per case (slices, added noise SD, files written)
     simulate_case(
@@ -214,8 +214,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .ct.scoring import DEFAULT_WINDOWS
-    from .ct.workflows import evaluate_cases
+    from ldct_clip.ct.scoring import DEFAULT_WINDOWS
+    from ldct_clip.ct.workflows import evaluate_cases
 
     evaluate_cases(
         args.ldct, args.ndct, args.output, pairs_csv=args.pairs, **_inference_overrides(args, args.checkpoint),

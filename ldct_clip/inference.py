@@ -1,128 +1,27 @@
-"""The volume path every entry point shares: HU volume in, denoised HU volume out.
+"""The documented in-memory API: a CT volume in HU in, the denoised volume in HU out (``denoise_volume``).
 
-``denoise_volume`` streams axial slices through :class:`SliceSlidingWindowInferer`: HU -> [0, 1]
-(:func:`~ldct_clip.transforms.hu_to_unit`), the 2D network over 2D sliding windows with gaussian blending,
-[0, 1] -> HU (:func:`~ldct_clip.transforms.unit_to_hu`). Only the input and the output volume are held
-in memory; each step works on ``sw_batch_size`` slices.
+``denoise_volume`` streams axial slices through :class:`~ldct_clip.engine.inferer.SliceSlidingWindowInferer`, the
+bundle's inferer: HU -> [0, 1] (:func:`~ldct_clip.transforms.hu_to_unit`), the 2D network over 2D sliding windows
+with gaussian blending, [0, 1] -> HU (:func:`~ldct_clip.transforms.unit_to_hu`), the voxels outside the window
+kept (:class:`~ldct_clip.transforms.KeepOutsideWindow`): the steps of ``inference.json``, on an array instead of
+files. Only the input and the output volume are held in memory; each step works on ``sw_batch_size`` slices.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers import Inferer, sliding_window_inference
-from monai.networks import eval_mode
 
-from tqdm import tqdm
-
-from .bundle import as_flag
-from .errors import InputError
-from .precision import autocast, default_sw_batch_size, resolve_precision
-from .transforms.window import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
+from ldct_clip.engine.inferer import MIN_SIDE, SliceSlidingWindowInferer, check_volume
+from ldct_clip.engine.precision import default_sw_batch_size, resolve_precision
+from ldct_clip.errors import InputError
+from ldct_clip.transforms.window import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 
-MIN_SIDE = 32  # the encoder downsamples 16x; below 32 px there is nothing left to see
-
 ProgressFn = Callable[[int, int], None]
-
-
-class SliceSlidingWindowInferer(Inferer):
-    """Run a 2D network on the axial slices of a volume, with 2D sliding windows and gaussian blending.
-
-    Args:
-        roi_size: 2D window (X, Y); clipped to the slice size, so the default covers a 512x512 slice whole.
-        overlap: window overlap fraction.
-        sw_batch_size: windows (whole slices, for the default ``roi_size``) per network call.
-        mode: blending of overlapping windows (``"gaussian"`` or ``"constant"``).
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`ldct_clip.precision`).
-        channels_last: feed the network channels_last tensors (faster convolutions on CPU and GPU).
-        progress: show a progress bar over the slices of a volume.
-
-    Inputs ``(B, C, X, Y, Z)`` (slices along the last axis, MONAI's convention after ``LoadImage``) or
-    ``(B, C, X, Y)``; output of the same shape, float32. Slices smaller than 32x32 px and NaN or infinite
-    values are refused (:class:`~ldct_clip.errors.InputError`).
-    """
-
-    def __init__(
-        self,
-        roi_size: Sequence[int] = (512, 512),
-        overlap: float = 0.25,
-        sw_batch_size: int = 4,
-        mode: str = "gaussian",
-        precision: str = "fp32",
-        channels_last: bool = True,
-        progress: bool = False,
-    ) -> None:
-        super().__init__()
-        if len(roi_size) != 2:
-            raise ValueError(f"roi_size must be 2D (X, Y), got {roi_size}")
-        self.roi_size = tuple(int(r) for r in roi_size)
-        self.overlap = float(overlap)
-        self.sw_batch_size = int(sw_batch_size)
-        self.mode = mode
-        self.precision = precision
-        self.channels_last = as_flag(channels_last, "channels_last")
-        self.progress = as_flag(progress, "progress")
-
-    def infer_slices(self, slices: torch.Tensor, network: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """Run ``network`` over ``(N, C, X, Y)`` slices; returns float32 ``(N, C_out, X, Y)``.
-
-        A ``torch.nn.Module`` runs in eval mode for the call (without gradients) and gets its mode back after.
-        """
-        roi = tuple(min(r, s) for r, s in zip(self.roi_size, slices.shape[-2:]))
-        if self.channels_last:
-            slices = slices.contiguous(memory_format=torch.channels_last)
-        # a module left in training mode (as ``load_checkpoint`` and torch return it) would use batch-statistics
-        # BatchNorm and random feature augmentation: inference always runs it in eval mode, then restores it
-        modules = [network] if isinstance(network, torch.nn.Module) else []
-        with eval_mode(*modules), autocast(slices.device, self.precision):
-            if roi == tuple(slices.shape[-2:]) and slices.shape[0] <= self.sw_batch_size:
-                # one window per slice: blending weights are all equal, so skip the window bookkeeping
-                # (and its full-size output and count buffers)
-                out = network(slices)
-            else:
-                out = sliding_window_inference(
-                    slices, roi, self.sw_batch_size, network, overlap=self.overlap, mode=self.mode, progress=False
-                )
-        return out.float().contiguous()
-
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
-        if inputs.ndim == 4:
-            return self.infer_slices(inputs, network)
-        if inputs.ndim != 5:
-            raise ValueError(f"expected (B, C, X, Y) or (B, C, X, Y, Z) input, got shape {tuple(inputs.shape)}")
-        b, c, x, y, z = inputs.shape
-        _check_volume(inputs[0, 0])
-        outputs = []
-        with tqdm(total=z, unit="slice", file=sys.stderr, disable=not self.progress, leave=False) as bar:
-            for k0 in range(0, z, self.sw_batch_size):
-                chunk = inputs[..., k0 : k0 + self.sw_batch_size]
-                if not torch.isfinite(chunk).all():
-                    raise InputError(f"the volume has NaN or infinite values in slices {k0}-{k0 + chunk.shape[-1] - 1}")
-                n = chunk.shape[-1]
-                flat = chunk.permute(0, 4, 1, 2, 3).reshape(b * n, c, x, y)
-                out = self.infer_slices(flat, network)
-                outputs.append(out.reshape(b, n, -1, x, y).permute(0, 2, 3, 4, 1))
-                bar.update(n)
-        return torch.cat(outputs, dim=-1)
-
-
-def _check_volume(volume_hu: np.ndarray | torch.Tensor) -> None:
-    if volume_hu.ndim not in (2, 3):
-        raise InputError(
-            f"expected a 2D slice (X, Y) or a 3D volume (X, Y, Z) in HU, got shape {tuple(volume_hu.shape)}; "
-            "split 4D data (time or channels) into 3D volumes first"
-        )
-    if min(volume_hu.shape[:2]) < MIN_SIDE:
-        raise InputError(
-            f"slices of {volume_hu.shape[1]} rows x {volume_hu.shape[0]} columns are too small: the network needs at least "
-            f"{MIN_SIDE}x{MIN_SIDE} px in-plane (is the slice axis last?)"
-        )
 
 
 def denoise_volume(
@@ -146,7 +45,7 @@ def denoise_volume(
             any real dtype (int16 stays int16 in memory: slices are converted as they are processed).
         model: the network (``CLIPDenoiser`` or any module mapping ``(N, 1, X, Y)`` in [0, 1] to the same).
         roi_size, overlap, sw_batch_size: 2D sliding-window parameters (see :class:`SliceSlidingWindowInferer`);
-            ``sw_batch_size`` defaults to :func:`~ldct_clip.precision.default_sw_batch_size` of the device.
+            ``sw_batch_size`` defaults to :func:`~ldct_clip.engine.precision.default_sw_batch_size` of the device.
         hu_window: ``(hu_min, hu_max)`` mapped to [0, 1] for the network (the paper: -1024, 3072).
         device: where the network runs (default: the model's device, else CPU).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``.
@@ -157,7 +56,7 @@ def denoise_volume(
     Returns:
         float32 numpy array of the input's shape, in HU.
     """
-    _check_volume(volume_hu)
+    check_volume(volume_hu)
     hu_min, hu_max = window_from(hu_window)
     if device is None:
         params = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None

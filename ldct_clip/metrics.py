@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from .errors import InputError
+from ldct_clip.errors import InputError
 
 __all__ = [
     "PROTOCOLS",

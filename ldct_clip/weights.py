@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import WeightsError
+from ldct_clip.errors import WeightsError
 
 __all__ = [
     "DEMO_LABEL",

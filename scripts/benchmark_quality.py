@@ -3,8 +3,8 @@
 
 The demo weights are *demo weights trained on synthetic data, not the paper's CLIP model*
 (``ldct_clip/pretrained/demo_ct.json`` says how they were made).  Test data: phantoms of every body region
-(:func:`ldct_clip.phantom.make_phantom`, seeds 9000+, never used in training, which saw seeds below 1200, or in
-validation, 5000+), with a simulated dose pair (:func:`ldct_clip.phantom.make_low_dose_example`: normal dose with
+(:func:`ldct_clip.ct.phantom.make_phantom`, seeds 9000+, never used in training, which saw seeds below 1200, or in
+validation, 5000+), with a simulated dose pair (:func:`ldct_clip.ct.phantom.make_low_dose_example`: normal dose with
 projection-domain noise, low dose adding the missing variance) at 25 % and 10 % dose; and a water cylinder with
 a dense rod for edge sharpness.  The reference of PSNR/SSIM, noise and bias is the noise-free phantom.
 
@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ldct_clip.metrics import compute_metrics, find_uniform_roi  # noqa: E402
-from ldct_clip.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
+from ldct_clip.ct.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
 
 TEST_SEED = 9000
 FLUX = 3e5  # make_low_dose_example's default: about 10 HU normal-dose noise at 256 x 256
@@ -68,7 +68,7 @@ def anatomy_cases(size: int, slices: int, dose: float) -> list[dict]:
 
 def rod_case(size: int, slices: int, dose: float) -> dict:
     """A 300 mm water cylinder with a 20 mm rod of +1000 HU off centre (edge width) and four water ROIs."""
-    from ldct_clip.simulation import simulate_dose_pair
+    from ldct_clip.ct.simulation import simulate_dose_pair
 
     px = 400.0 / size
     c = (np.arange(size) - (size - 1) / 2.0) * px
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def save_figure(path: Path, case: dict, outputs: dict) -> None:
-    from ldct_clip.visualize import SOFT_TISSUE, save_panels
+    from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 
     k = case["low"].shape[2] // 2
     low, demo, nlm_out = case["low"][:, :, k], outputs["demo model"][0][:, :, k], outputs["NLM (tuned)"][0][:, :, k]

@@ -29,9 +29,9 @@ import time
 import numpy as np
 import torch
 
-from ldct_clip.phantom import make_phantom
-from ldct_clip.simulation import simulate_low_dose
-from ldct_clip.visualize import SOFT_TISSUE, save_panels
+from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.ct.simulation import simulate_low_dose
+from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 
 
 def rate(vol: np.ndarray, method: str, device: str, batch: int) -> tuple[float, float]:

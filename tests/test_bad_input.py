@@ -23,8 +23,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import Tag
 
 from ldct_clip.cli import main
-from ldct_clip.io.synthetic import phantom_hu, write_ct_series, write_enhanced_ct
-from ldct_clip.io.synthetic import write_nifti as write_test_nifti
+from ct_factory import phantom_hu, write_ct_series, write_enhanced_ct
+from ct_factory import write_nifti as write_test_nifti
 
 SHAPE = (64, 64, 4)  # (X, Y, Z): the smallest in-plane size the network takes, few slices
 

@@ -156,7 +156,7 @@ def test_declared_components_give_the_cli_voxels(tmp_path, tiny_checkpoint):
 
     from ldct_clip.checkpoints import load_checkpoint
     from ldct_clip.cli import main
-    from ldct_clip.precision import prepare_model
+    from ldct_clip.engine.precision import prepare_model
     from ldct_clip.transforms import CASE_WRITERS
     from monai.transforms import Compose
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import denoise, tiny_model
+from conftest import denoise
 from ldct_clip.errors import InputError
-from ldct_clip.io.synthetic import phantom_hu, write_nifti
-from ldct_clip.shards import parse_shard, select
+from ct_factory import phantom_hu, write_nifti
+from ldct_clip.engine.shards import parse_shard, select
 from test_bundle import CONFIGS, TINY_OVERRIDES
 
 CASES = [f"case{i}" for i in range(5)]

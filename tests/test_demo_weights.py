@@ -21,7 +21,7 @@ from ldct_clip.errors import WeightsError
 from ldct_clip.inference import denoise_volume
 from ldct_clip.metrics import compute_metrics
 from ldct_clip.networks import CLIPDenoiser
-from ldct_clip.phantom import make_low_dose_example, make_phantom
+from ldct_clip.ct.phantom import make_low_dose_example, make_phantom
 from ldct_clip.weights import DEMO_LABEL, resolve_weights, weights_label
 
 MIN_GAIN_DB = 2.0
@@ -88,7 +88,7 @@ def test_truncated_checkpoint_is_refused(tmp_path):
 def test_cli_denoise_with_demo_weights(case, tmp_path, caplog):
     """``ldct-clip denoise --weights demo`` on a NIfTI file: the written volume gains >= 2 dB too."""
     from ldct_clip.cli import main
-    from ldct_clip.io.synthetic import write_nifti
+    from ct_factory import write_nifti
 
     low, clean = case
     src = write_nifti(tmp_path / "in" / "case.nii.gz", np.rint(low))
@@ -125,7 +125,7 @@ def test_shipped_file_matches_its_provenance():
 def test_bundle_runs_demo_weights_by_name(case, tmp_path):
     """``python -m monai.bundle run ... --weights demo``: the network is shaped after the demo weights, the log
     names them with their label, and the written volume is denoised."""
-    from ldct_clip.io.synthetic import write_nifti
+    from ct_factory import write_nifti
     from test_bundle import run_inference
 
     low, clean = case

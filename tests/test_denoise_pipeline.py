@@ -18,7 +18,7 @@ import torch
 from conftest import denoise, tiny_model
 from ldct_clip.errors import InputError
 from ldct_clip.inference import denoise_volume
-from ldct_clip.io.synthetic import phantom_hu, write_ct_series
+from ct_factory import phantom_hu, write_ct_series
 from test_bundle import TINY_OVERRIDES, run_inference
 from tolerances import assert_rounded_close
 
@@ -218,7 +218,7 @@ def test_bundle_on_dicom_keeps_geometry_and_identity(tmp_path, tiny_checkpoint):
     r = run_inference(tmp_path / "in", tmp_path / "out", "--ckpt_path", str(tiny_checkpoint), *TINY_OVERRIDES,
                       "--roi_size", "[64,64]")
     assert r.returncode == 0, r.stdout + r.stderr
-    from ldct_clip.io import find_cases, read_case
+    from ldct_clip.ct.io import find_cases, read_case
 
     [orig] = [read_case(c) for c in find_cases(tmp_path / "in")]
     nii = nib.load(next((tmp_path / "out").glob("*.nii.gz")))

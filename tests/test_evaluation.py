@@ -22,12 +22,12 @@ from ldct_clip.ct.pairs import pair_cases
 from ldct_clip.ct.scoring import evaluate_pairs
 from ldct_clip.ct.workflows import evaluate_cases
 from ldct_clip.inference import denoise_volume
-from ldct_clip.io import find_cases, read_case
-from ldct_clip.io.synthetic import ct_affine, write_nifti
+from ldct_clip.ct.io import find_cases, read_case
+from ct_factory import ct_affine, write_nifti
 from ldct_clip.metrics import compute_metrics, noise_sd
-from ldct_clip.visualize import save_line_plot
-from ldct_clip.phantom import make_low_dose_example
-from ldct_clip.precision import prepare_model
+from ldct_clip.reporting.figures import save_line_plot
+from ldct_clip.ct.phantom import make_low_dose_example
+from ldct_clip.engine.precision import prepare_model
 from test_bundle import CONFIGS, TINY_OVERRIDES, monai_bundle
 
 PROTOCOLS = ["paper", "redcnn", "ldct-benchmark-abdomen"]

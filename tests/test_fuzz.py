@@ -22,8 +22,8 @@ import pydicom
 import pytest
 
 from ldct_clip.cli import main
-from ldct_clip.io.synthetic import phantom_hu, write_ct_series
-from ldct_clip.io.synthetic import write_nifti as write_test_nifti
+from ct_factory import phantom_hu, write_ct_series
+from ct_factory import write_nifti as write_test_nifti
 from test_bad_input import SHAPE, denoise, edit, leftovers, set_raw, snapshot
 from test_bundle import TINY_OVERRIDES, run_inference
 

@@ -1,4 +1,4 @@
-"""ldct_clip.io on real files: discovery, DICOM/NIfTI/MHA reading, derived-series and NIfTI writing, errors."""
+"""ldct_clip.ct.io on real files: discovery, DICOM/NIfTI/MHA reading, derived-series and NIfTI writing, errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from ct_factory import DEFAULT_ORIGIN, can_encode, ct_affine, phantom_hu, write_
 from ct_factory import write_nifti as factory_write_nifti
 from pydicom.uid import UID, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-import ldct_clip.io.writers as writers_mod
+import ldct_clip.ct.io.writers as writers_mod
 from ldct_clip.errors import InputError, LdctClipError
-from ldct_clip.io import (
+from ldct_clip.ct.io import (
     Case,
     CTVolume,
     find_cases,

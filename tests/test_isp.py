@@ -1,4 +1,4 @@
-"""Tests for ldct_clip.isp: the CBDNet-style camera pipeline used to make sRGB training pairs.
+"""Tests for ldct_clip.rgb.camera: the CBDNet-style camera pipeline used to make sRGB training pairs.
 
 Images come from scikit-image (``astronaut``, public domain), scaled to [0, 1].  The round trip
 sRGB -> raw -> sRGB loses information only at mosaicing (2 of 3 samples per pixel dropped):
@@ -22,7 +22,7 @@ from scipy import ndimage
 from skimage import data, transform
 
 from ldct_clip.errors import InputError
-from ldct_clip.isp import (
+from ldct_clip.rgb.camera import (
     BAYER_PATTERNS,
     CAMERA_CCMS,
     ISPParams,

@@ -29,8 +29,8 @@ from conftest import TINY, tiny_model
 from ldct_clip import bundle_root
 from ldct_clip.checkpoints import save_checkpoint
 from ldct_clip.inference import denoise_volume
-from ldct_clip.io import find_cases, read_case
-from ldct_clip.io.synthetic import ct_affine, phantom_hu, write_ct_series
+from ldct_clip.ct.io import find_cases, read_case
+from ct_factory import ct_affine, phantom_hu, write_ct_series
 from orthanc_server import free_port, orthanc  # noqa: F401  (orthanc: the shared server fixture)
 
 pytestmark = pytest.mark.slow
@@ -277,7 +277,7 @@ def test_ldct_clip_works_with_numpy_1_26(ml_python, tmp_path):
         from pathlib import Path
         import numpy as np, torch
         assert np.__version__.startswith("1."), np.__version__
-        from ldct_clip.io import find_cases, read_case, write_derived_series, write_nifti
+        from ldct_clip.ct.io import find_cases, read_case, write_derived_series, write_nifti
         from ldct_clip.inference import denoise_volume
         from ldct_clip.networks import CLIPDenoiser
         from ldct_clip.checkpoints import save_checkpoint, load_checkpoint

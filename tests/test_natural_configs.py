@@ -18,7 +18,7 @@ from skimage import data as skdata
 from ldct_clip import bundle_root
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
-from ldct_clip.images import (
+from ldct_clip.rgb.images import (
     ImageFolder,
     LoadRGBd,
     find_images,
@@ -30,7 +30,7 @@ from ldct_clip.images import (
     to_uint8,
     write_png,
 )
-from ldct_clip.natural import (
+from ldct_clip.rgb.workflows import (
     ImageDenoisingWorkflow,
     NoisyImageSet,
     PairedEvaluation,
@@ -40,7 +40,7 @@ from ldct_clip.natural import (
     SyntheticNoiseSet,
     noise_seed,
 )
-from ldct_clip.noise import NOISE_SUITE, noise_suite_settings
+from ldct_clip.rgb.noise import NOISE_SUITE, noise_suite_settings
 from test_bundle import monai_bundle
 from tolerances import assert_rounded_close, assert_text_matches
 
@@ -150,7 +150,7 @@ def test_the_declared_components_are_what_the_bundle_runs(tmp_path):
     # edit the dataset (another folder), the preprocessing (a flip added) and the postprocessing (another range)
     r = run_configs(NATURAL_INFERENCE, "--dataset_dir", str(src), "--output_dir", str(edited), *identity,
                     "--dataset#data#folder", str(src / "sub"),
-                    "--preprocessing#transforms", "[{'_target_': 'ldct_clip.images.LoadRGBd', 'keys': 'image'}, "
+                    "--preprocessing#transforms", "[{'_target_': 'ldct_clip.rgb.images.LoadRGBd', 'keys': 'image'}, "
                     "{'_target_': 'Flipd', 'keys': 'image', 'spatial_axis': 1}]",
                     "--postprocessing#transforms#0#b_max", "127.0")
     check_ok(r)
@@ -333,15 +333,15 @@ def test_train_configs_follow_the_paper():
         assert p["batch_size"] == 16 and p["crop_size"] == 128 and p["grad_clip_norm"] == 0.01
         assert p["mixup_alpha"] == 1.2 and p["mixup_prob"] == 0.5 and p["aug_level"] == aug
         assert p["network_def"]["in_channels"] == 3 and p["network_def"]["encoder_weights"] == "openai"
-        assert p["train"]["trainer"]["_target_"] == "ldct_clip.training.DenoisingTrainer"
+        assert p["train"]["trainer"]["_target_"] == "ldct_clip.engine.trainer.DenoisingTrainer"
     assert natural["noise"] == "gaussian" and natural["sigma"] == 15.0
     targets = [t["_target_"] for t in srgb["train"]["preprocessing"]["transforms"]]
-    assert "ldct_clip.isp.SimulateCameraNoised" in targets and "ldct_clip.noise.AddNaturalNoised" not in targets
+    assert "ldct_clip.rgb.camera.SimulateCameraNoised" in targets and "ldct_clip.rgb.noise.AddNaturalNoised" not in targets
     # the sRGB recipe is the natural one with the noise swapped: same transforms otherwise, and the camera noise
     # rounded to 8 bits by a named parameter (the reference trains on noisy PNGs), not a lambda in JSON
     natural_targets = [t["_target_"] for t in natural["train"]["preprocessing"]["transforms"]]
     assert [t for t in targets if "Noise" not in t] == [t for t in natural_targets if "Noise" not in t]
-    camera = srgb["train"]["preprocessing"]["transforms"][targets.index("ldct_clip.isp.SimulateCameraNoised")]
+    camera = srgb["train"]["preprocessing"]["transforms"][targets.index("ldct_clip.rgb.camera.SimulateCameraNoised")]
     assert camera["quantize"] is True and "Lambdad" not in targets
     assert srgb["sigma_s"] == 0.04 and srgb["sigma_c"] == 0.03 and srgb["raw_noise_model"] == "reference"
 

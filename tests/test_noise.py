@@ -1,4 +1,4 @@
-"""Tests for ldct_clip.noise: the natural-image noise suite and its MONAI transforms.
+"""Tests for ldct_clip.rgb.noise: the natural-image noise suite and its MONAI transforms.
 
 Statistical tests use constant images of 3 x 256 x 256 = 196,608 independent samples, so the
 relative standard error of a sample variance is about 0.3 % and of a sample SD about 0.16 %;
@@ -16,7 +16,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from ldct_clip.errors import InputError
-from ldct_clip.noise import (
+from ldct_clip.rgb.noise import (
     NOISE_KINDS,
     NOISE_SUITE,
     AddNaturalNoise,

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 import pytest
 
-from ldct_clip.data import CTNoise, RandCTNoised, TrainingSlices
+from ldct_clip.ct.training_data import CTNoise, RandCTNoised, TrainingSlices
 from ldct_clip.errors import InputError
-from ldct_clip.io.synthetic import write_nifti
-from ldct_clip.noise_bank import build_noise_bank
-from ldct_clip.phantom import make_phantom
-from ldct_clip.training import read_log
+from ct_factory import write_nifti
+from ldct_clip.ct.noise_bank import build_noise_bank
+from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.engine.trainer import read_log
 
 from test_training import CONFIGS, monai_train
 
@@ -129,7 +129,7 @@ def test_bundle_trains_with_online_projection_noise_over_a_dose_range(tmp_path):
 
 def test_projection_noise_on_a_given_device_returns_a_tensor_there():
     # train.json draws the noise where the network trains when the DataLoader has no workers (noise_device)
-    from ldct_clip.data import RandCTNoised
+    from ldct_clip.ct.training_data import RandCTNoised
 
     hu = make_phantom((64, 64, 1), seed=4)[:, :, 0][None].astype(np.float32)
     on_device = RandCTNoised(keys="image", noise="projection", dose_fraction=0.25, device="cpu")

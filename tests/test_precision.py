@@ -8,8 +8,8 @@ import torch
 
 from conftest import tiny_model
 from ldct_clip.inference import SliceSlidingWindowInferer, denoise_volume
-from ldct_clip.phantom import make_phantom
-from ldct_clip.precision import (
+from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.engine.precision import (
     cpu_has_native_bf16,
     default_sw_batch_size,
     fold_batchnorm,

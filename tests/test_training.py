@@ -19,11 +19,11 @@ import torch
 
 from ldct_clip import bundle_root
 from ldct_clip.checkpoints import load_checkpoint
-from ldct_clip.data import PairedSlices, RandCTNoised, TrainingSlices, sigma_for_slice_thickness
+from ldct_clip.ct.training_data import PairedSlices, RandCTNoised, TrainingSlices, sigma_for_slice_thickness
 from ldct_clip.errors import InputError
-from ldct_clip.io.synthetic import write_nifti
-from ldct_clip.phantom import make_phantom
-from ldct_clip.training import (
+from ct_factory import write_nifti
+from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.engine.trainer import (
     BatchMixup,
     CTImageQualityMetric,
     DenoisingTrainer,

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import InputError
-from ..metrics import find_uniform_roi, noise_sd
-from ..reporting.progress import SliceProgress
+from ldct_clip.errors import InputError
+from ldct_clip.metrics import find_uniform_roi, noise_sd
+from ldct_clip.reporting.progress import SliceProgress
 
 __all__ = ["CLASSICAL_DENOISERS", "denoise_bm3d", "denoise_nlm", "estimate_noise_sd"]
 

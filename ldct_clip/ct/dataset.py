@@ -20,13 +20,13 @@ from typing import Any
 
 from monai.data import Dataset
 
-from ..bundle import as_flag
-from ..errors import InputError, LdctClipError, user_error
-from ..io.cases import Case, find_cases
-from ..shards import Shard, resolve_shard, select
-from ..warnings_log import warnings_logged_once
-from .outputs import CaseOutputs
-from .pairs import CasePair, pair_cases
+from ldct_clip.bundle import as_flag
+from ldct_clip.errors import InputError, LdctClipError, user_error
+from ldct_clip.ct.io.cases import Case, find_cases
+from ldct_clip.engine.shards import Shard, resolve_shard, select
+from ldct_clip.reporting.warnings_log import warnings_logged_once
+from ldct_clip.ct.outputs import CaseOutputs
+from ldct_clip.ct.pairs import CasePair, pair_cases
 
 __all__ = ["CTCaseDataset", "CTPairDataset", "CaseDataset"]
 
@@ -75,7 +75,7 @@ class CaseDataset(Dataset):
 
 
 class CTCaseDataset(CaseDataset):
-    """The cases :func:`~ldct_clip.io.cases.find_cases` finds under ``dataset_dir``, for denoising.
+    """The cases :func:`~ldct_clip.ct.io.cases.find_cases` finds under ``dataset_dir``, for denoising.
 
     Args:
         dataset_dir: a case (DICOM series folder, DICOM file, NIfTI/MHA/NRRD file) or a folder of cases.
@@ -83,7 +83,7 @@ class CTCaseDataset(CaseDataset):
         outputs: where the outputs go: refused when it is the input or inside it; with ``skip_complete``, the
             cases whose outputs are complete are left out (listed in :attr:`skipped`).
         shard: ``"i/n"``: only shard ``i`` of ``n`` (0-based, round-robin over the sorted cases); default: the
-            process's rank under ``torchrun``, else all cases (:mod:`ldct_clip.shards`).
+            process's rank under ``torchrun``, else all cases (:mod:`ldct_clip.engine.shards`).
         skip_complete: leave out cases whose complete outputs exist (a rerun redoes only the incomplete ones).
     """
 

@@ -2,7 +2,7 @@
 
 A case named ``c`` owns ``c.nii.gz``, ``c_dicom/`` (DICOM input) and ``c.png`` in the output folder. Writers put
 them in a hidden staging folder (``.c.staging/``, skipped by case discovery); once every one is written,
-:meth:`CaseOutputs.commit` swaps them in with :func:`~ldct_clip.io.atomic.replace_together`, so afterwards the
+:meth:`CaseOutputs.commit` swaps them in with :func:`~ldct_clip.atomic.replace_together`, so afterwards the
 case has exactly this run's outputs, and a case that fails keeps the earlier run's untouched.
 """
 
@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..bundle import as_flag
-from ..errors import InputError
-from ..io.atomic import remove_path, replace_together
-from ..io.cases import Case
-from ..io.writers import check_output_path, ensure_dir
+from ldct_clip.bundle import as_flag
+from ldct_clip.errors import InputError
+from ldct_clip.atomic import remove_path, replace_together
+from ldct_clip.ct.io.cases import Case
+from ldct_clip.ct.io.writers import check_output_path, ensure_dir
 
 __all__ = ["OUTPUT_KINDS", "CaseOutputs"]
 
@@ -131,7 +131,7 @@ class CaseOutputs:
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
 
-        from ..engine.evaluator import CaseEvents, case_names
+        from ldct_clip.engine.evaluator import CaseEvents, case_names
 
         def discard(engine: Any) -> None:
             for name in case_names(engine.state.batch):

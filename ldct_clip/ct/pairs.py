@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..io.cases import Case, find_cases
+from ldct_clip.errors import InputError
+from ldct_clip.ct.io.cases import Case, find_cases
 
 __all__ = ["CasePair", "pair_cases"]
 
@@ -71,7 +71,7 @@ def pair_cases(
 ) -> list[CasePair]:
     """Match low-dose cases with their normal-dose references.
 
-    Either two folders whose cases (:func:`~ldct_clip.io.cases.find_cases`) are matched by case name (file
+    Either two folders whose cases (:func:`~ldct_clip.ct.io.cases.find_cases`) are matched by case name (file
     name without extension, or the series folder's name; case-insensitive) -- when each side holds exactly one
     case they are paired whatever their names -- or ``pairs_csv``, a CSV with columns ``ldct``, ``ndct`` and
     optionally ``name``, one pair per line, paths relative to the CSV's folder.

@@ -1,6 +1,6 @@
 """A MONAI ``ImageReader`` for CT cases: DICOM series (single-frame or enhanced multi-frame), NIfTI, MHA/NRRD.
 
-It is :func:`~ldct_clip.io.readers.read_case` behind MONAI's reader interface, so ``LoadImage`` gets HU with
+It is :func:`~ldct_clip.ct.io.readers.read_case` behind MONAI's reader interface, so ``LoadImage`` gets HU with
 every check the project makes (slope/intercept per slice, enhanced CT, sorting along the slice normal,
 spacing and orientation consistency, modality, NaN/inf, codecs) and the geometry as a RAS+ affine.
 """
@@ -17,11 +17,11 @@ import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from ..errors import InputError
-from ..io.cases import Case, find_cases, sanitize_name
-from ..io.readers import read_case
-from ..io.volume import CTVolume
-from ..warnings_log import warnings_logged_once
+from ldct_clip.errors import InputError
+from ldct_clip.ct.io.cases import Case, find_cases, sanitize_name
+from ldct_clip.ct.io.readers import read_case
+from ldct_clip.ct.io.volume import CTVolume
+from ldct_clip.reporting.warnings_log import warnings_logged_once
 
 __all__ = ["CTSeriesReader", "case_from_meta", "case_of"]
 
@@ -48,7 +48,7 @@ def case_of(paths: str | os.PathLike | Sequence[str | os.PathLike], name: str | 
 
 
 def case_from_meta(meta: dict[str, Any]) -> Case:
-    """The :class:`~ldct_clip.io.cases.Case` a volume loaded by :class:`CTSeriesReader` came from."""
+    """The :class:`~ldct_clip.ct.io.cases.Case` a volume loaded by :class:`CTSeriesReader` came from."""
     return Case(str(meta[CASE_NAME]), str(meta[CASE_KIND]), [Path(p) for p in meta[CASE_FILES]])
 
 

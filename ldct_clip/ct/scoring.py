@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.readers import read_case
-from ..io.writers import check_output_path, write_nifti
-from ..metrics import find_uniform_roi, get_protocol, noise_sd, per_slice_metrics
-from ..reporting.case_figures import case_figures
-from ..reporting.progress import SliceProgress, slice_progress
-from ..reporting.tables import write_csv, write_text
-from .classical import CLASSICAL_DENOISERS, estimate_noise_sd
-from .pairs import CasePair
+from ldct_clip.errors import InputError
+from ldct_clip.ct.io.readers import read_case
+from ldct_clip.ct.io.writers import check_output_path, write_nifti
+from ldct_clip.metrics import find_uniform_roi, get_protocol, noise_sd, per_slice_metrics
+from ldct_clip.reporting.case_figures import case_figures
+from ldct_clip.reporting.progress import SliceProgress, slice_progress
+from ldct_clip.reporting.tables import write_csv, write_text
+from ldct_clip.ct.classical import CLASSICAL_DENOISERS, estimate_noise_sd
+from ldct_clip.ct.pairs import CasePair
 
 __all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "PairedScorer", "check_settings",
            "evaluate_pairs"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..bundle import load_config, run_config
-from ..ct.scoring import EvaluationReport
-from ..errors import InputError
-from ..handlers.case_summary import CaseResult, CaseSummary
-from ..handlers.evaluation_report import PairedEvaluationReport
+from ldct_clip.bundle import load_config, run_config
+from ldct_clip.ct.scoring import EvaluationReport
+from ldct_clip.errors import InputError
+from ldct_clip.handlers.case_summary import CaseResult, CaseSummary
+from ldct_clip.handlers.evaluation_report import PairedEvaluationReport
 
 __all__ = ["denoise_cases", "evaluate_cases"]
 

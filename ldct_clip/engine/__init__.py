@@ -1,5 +1,6 @@
-"""Engines of ldct-clip: the evaluator that runs the bundle's inference over cases."""
+"""Engines of ldct-clip: the evaluator the bundle's inference runs, the trainer, the slice inferer, precision."""
 
-from .evaluator import CaseEvents, CTDenoisingEvaluator, case_names
+from ldct_clip.engine.evaluator import CaseEvents, CTDenoisingEvaluator, case_names
+from ldct_clip.engine.inferer import SliceSlidingWindowInferer
 
-__all__ = ["CTDenoisingEvaluator", "CaseEvents", "case_names"]
+__all__ = ["CTDenoisingEvaluator", "CaseEvents", "SliceSlidingWindowInferer", "case_names"]

@@ -20,7 +20,7 @@ from typing import Any
 from ignite.engine import EventEnum, Events
 from monai.engines import SupervisedEvaluator
 
-from ..errors import InputError, user_error
+from ldct_clip.errors import InputError, user_error
 
 __all__ = ["CTDenoisingEvaluator", "CaseEvents", "case_names"]
 

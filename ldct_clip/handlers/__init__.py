@@ -1,7 +1,7 @@
 """Ignite handlers of the bundle's evaluator: loading the weights, the per-case log and summary, the evaluation."""
 
-from .case_summary import CaseResult, CaseSummary
-from .checkpoint_loader import StrictCheckpointLoader
-from .evaluation_report import PairedEvaluationReport
+from ldct_clip.handlers.case_summary import CaseResult, CaseSummary
+from ldct_clip.handlers.checkpoint_loader import StrictCheckpointLoader
+from ldct_clip.handlers.evaluation_report import PairedEvaluationReport
 
 __all__ = ["CaseResult", "CaseSummary", "PairedEvaluationReport", "StrictCheckpointLoader"]

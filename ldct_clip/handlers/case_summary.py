@@ -11,11 +11,11 @@ from typing import Any
 
 from ignite.engine import Events
 
-from ..ct.dataset import CaseDataset
-from ..ct.outputs import CaseOutputs
-from ..engine.evaluator import CaseEvents, case_names
-from ..io.atomic import atomic_path
-from ..shards import distributed_shard, gather
+from ldct_clip.ct.dataset import CaseDataset
+from ldct_clip.ct.outputs import CaseOutputs
+from ldct_clip.engine.evaluator import CaseEvents, case_names
+from ldct_clip.atomic import atomic_path
+from ldct_clip.engine.shards import distributed_shard, gather
 
 __all__ = ["CaseResult", "CaseSummary"]
 

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from ignite.engine import Events
 
-from ..bundle import as_flag
-from ..checkpoints import load_weights
-from ..errors import WeightsError
-from ..precision import prepare_model
-from ..weights import weights_label
+from ldct_clip.bundle import as_flag
+from ldct_clip.checkpoints import load_weights
+from ldct_clip.errors import WeightsError
+from ldct_clip.engine.precision import prepare_model
+from ldct_clip.weights import weights_label
 
 __all__ = ["StrictCheckpointLoader"]
 
@@ -28,13 +28,13 @@ class StrictCheckpointLoader:
     that does not fit the network is refused naming the keys (:func:`~ldct_clip.checkpoints.load_weights`,
     which reads the authors' ``.pth`` and this project's ``.pt`` without executing pickled code). Then the network
     is put in eval mode with BatchNorm folded into the convs, channels_last and optionally ``torch.compile``
-    (:func:`~ldct_clip.precision.prepare_model`).
+    (:func:`~ldct_clip.engine.precision.prepare_model`).
 
     Args:
         ckpt_path: the checkpoint file.
         allow_untrained: without a checkpoint, run the network as it is (random decoder), saying so loudly: for
             demos and tests only.
-        channels_last, compile: see :func:`~ldct_clip.precision.prepare_model`.
+        channels_last, compile: see :func:`~ldct_clip.engine.precision.prepare_model`.
         option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
             ``--ckpt_path``, the CLI's ``--checkpoint``).
     """

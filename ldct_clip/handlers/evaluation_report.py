@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from ignite.engine import Events
 
-from ..bundle import as_flag
-from ..ct.dataset import CTPairDataset
-from ..ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, PairedScorer, check_settings
-from ..engine.evaluator import case_names
+from ldct_clip.bundle import as_flag
+from ldct_clip.ct.dataset import CTPairDataset
+from ldct_clip.ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, PairedScorer, check_settings
+from ldct_clip.engine.evaluator import case_names
 
 __all__ = ["PairedEvaluationReport"]
 

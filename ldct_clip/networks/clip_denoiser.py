@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .decoder import build_up_path
-from .encoder import CLIPResNetEncoder, resnet_config
+from ldct_clip.networks.decoder import build_up_path
+from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
 
 __all__ = ["CLIPDenoiser"]
 
@@ -85,7 +85,7 @@ class CLIPDenoiser(nn.Module):
         self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
 
         if encoder_weights is not None:
-            from ..weights import load_encoder_weights
+            from ldct_clip.weights import load_encoder_weights
 
             load_encoder_weights(self.encoder, encoder_weights, model_name=self.encoder_name)
         self.freeze_encoder()

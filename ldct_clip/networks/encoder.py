@@ -14,7 +14,7 @@ import torch.nn as nn
 from open_clip import get_model_config
 from open_clip.modified_resnet import ModifiedResNet
 
-from ..errors import LdctClipError
+from ldct_clip.errors import LdctClipError
 
 __all__ = ["CLIPResNetEncoder", "resnet_config"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import noise_power_spectrum, radial_nps
-from ..visualize import save_line_plot, save_panels
-from .tables import write_csv
+from ldct_clip.metrics import noise_power_spectrum, radial_nps
+from ldct_clip.reporting.figures import save_line_plot, save_panels
+from ldct_clip.reporting.tables import write_csv
 
 __all__ = ["case_figures"]
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InputError
+from ldct_clip.errors import InputError
 
 __all__ = ["SliceProgress", "slice_progress"]
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import atomic_path
+from ldct_clip.atomic import atomic_path
 
 __all__ = ["write_csv", "write_text"]
 

@@ -1,8 +1,8 @@
 """MONAI transforms of ldct-clip, as array/dictionary pairs: loading CT cases, the HU window, writing outputs."""
 
-from .io import LoadCTImage, LoadCTImaged
-from .save import CASE_WRITERS, CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
-from .window import (
+from ldct_clip.transforms.io import LoadCTImage, LoadCTImaged
+from ldct_clip.transforms.save import CASE_WRITERS, CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
+from ldct_clip.transforms.window import (
     DEFAULT_HU_WINDOW,
     KeepOutsideWindow,
     KeepOutsideWindowd,

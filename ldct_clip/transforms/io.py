@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.data import ImageReader
 from monai.transforms import LoadImage, LoadImaged
 
-from ..ct.reader import CTSeriesReader
+from ldct_clip.ct.reader import CTSeriesReader
 
 __all__ = ["LoadCTImage", "LoadCTImaged"]
 

@@ -19,12 +19,12 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from ..ct.outputs import CaseOutputs
-from ..ct.reader import case_from_meta
-from ..io.readers import read_dicom_headers
-from ..io.writers import write_derived_series, write_nifti
-from ..visualize import SOFT_TISSUE, save_panels
-from ..warnings_log import warnings_logged_once
+from ldct_clip.ct.outputs import CaseOutputs
+from ldct_clip.ct.reader import case_from_meta
+from ldct_clip.ct.io.readers import read_dicom_headers
+from ldct_clip.ct.io.writers import write_derived_series, write_nifti
+from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
+from ldct_clip.reporting.warnings_log import warnings_logged_once
 
 __all__ = ["CASE_WRITERS", "CommitCaseOutputsd", "SaveDerivedSeriesd", "SaveNiftid", "SavePreviewd"]
 
@@ -68,8 +68,8 @@ class SaveDerivedSeriesd(_CaseWriter):
     """Stage ``<name>_dicom/``, a derived DICOM series of a DICOM input (when the outputs include DICOM).
 
     The source headers are read again from the input files, in the volume's slice order
-    (:func:`~ldct_clip.io.readers.read_dicom_headers`); patient, study, frame of reference and geometry are
-    kept, the series is new (see :func:`~ldct_clip.io.writers.write_derived_series`).
+    (:func:`~ldct_clip.ct.io.readers.read_dicom_headers`); patient, study, frame of reference and geometry are
+    kept, the series is new (see :func:`~ldct_clip.ct.io.writers.write_derived_series`).
 
     Args:
         series_description_suffix: appended to the source's SeriesDescription.

@@ -39,7 +39,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.metrics import CumulativeIterationMetric
 
-from .errors import InputError
+from ldct_clip.errors import InputError
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -268,7 +268,7 @@ class CTImageQualityMetric(MeanImageMetric):
     """
 
     def __init__(self, metric: str = "psnr", protocol: str = "paper") -> None:
-        from .metrics import get_protocol
+        from ldct_clip.metrics import get_protocol
 
         super().__init__()
         if metric not in ("psnr", "ssim", "rmse"):
@@ -277,7 +277,7 @@ class CTImageQualityMetric(MeanImageMetric):
         self.protocol = get_protocol(protocol)
 
     def _slice_value(self, pred: np.ndarray, target: np.ndarray) -> float:
-        from . import metrics as m
+        from ldct_clip import metrics as m
 
         p = self.protocol
         if self.metric == "rmse":

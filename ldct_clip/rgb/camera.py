@@ -53,8 +53,8 @@ from monai.config import KeysCollection
 from monai.transforms import RandomizableTransform
 from scipy import ndimage
 
-from .errors import InputError
-from .noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image, quantize_8bit
+from ldct_clip.errors import InputError
+from ldct_clip.rgb.noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image, quantize_8bit
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -451,7 +451,7 @@ def synthesize_camera_noise(
             Defaults to ``sample``.
         seed: int seed, ``np.random.Generator`` or None; all randomness comes from it.
         noise_model: raw noise model, one of :data:`RAW_NOISE_MODELS` (default: the paper's ``"reference"``).
-        quantize: round the noisy image to the 8-bit grid (:func:`ldct_clip.noise.quantize_8bit`), as the
+        quantize: round the noisy image to the 8-bit grid (:func:`ldct_clip.rgb.noise.quantize_8bit`), as the
             paper's sRGB training data, which are noisy images saved as PNG.
 
     Returns:

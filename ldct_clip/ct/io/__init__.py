@@ -4,10 +4,10 @@ Floor 1 of the package: nothing here knows about networks or tensors.  Arrays ar
 (columns, rows, slices) float32 HU with a 4x4 voxel -> RAS+ mm affine, as MONAI's ``LoadImage`` gives them.
 """
 
-from ldct_clip.io.cases import Case, find_cases, sanitize_name
-from ldct_clip.io.readers import read_case, read_path
-from ldct_clip.io.volume import CTVolume, is_multiframe_headers
-from ldct_clip.io.writers import check_output_path, hu_to_int16, write_derived_series, write_nifti
+from ldct_clip.ct.io.cases import Case, find_cases, sanitize_name
+from ldct_clip.ct.io.readers import read_case, read_path
+from ldct_clip.ct.io.volume import CTVolume, is_multiframe_headers
+from ldct_clip.ct.io.writers import check_output_path, hu_to_int16, write_derived_series, write_nifti
 
 __all__ = [
     "CTVolume",

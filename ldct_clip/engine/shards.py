@@ -1,6 +1,6 @@
 """Split a cohort of cases over processes: torch.distributed ranks (``torchrun``) or scheduler array jobs.
 
-Cases are dealt round-robin in the order :func:`~ldct_clip.io.cases.find_cases` gives them (sorted by name), so
+Cases are dealt round-robin in the order :func:`~ldct_clip.ct.io.cases.find_cases` gives them (sorted by name), so
 every process that sees the same input folder computes the same split without talking to the others: shard
 ``i`` of ``n`` takes cases ``i, i + n, i + 2n, ...``. Under ``torchrun`` the shard is the process's rank in the
 default process group; ``ldct-clip denoise --shard i/n`` names it explicitly (a Slurm array job passes
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch.distributed as dist
 
-from .errors import InputError
+from ldct_clip.errors import InputError
 
 __all__ = ["Shard", "distributed_shard", "gather", "parse_shard", "resolve_shard", "select"]
 

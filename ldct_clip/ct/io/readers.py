@@ -1,4 +1,4 @@
-"""Reading a :class:`~ldct_clip.io.cases.Case` into a :class:`~ldct_clip.io.volume.CTVolume` (HU + geometry).
+"""Reading a :class:`~ldct_clip.ct.io.cases.Case` into a :class:`~ldct_clip.ct.io.volume.CTVolume` (HU + geometry).
 
 DICOM geometry (PS3.3 C.7.6.2): a slice's voxel (column i, row j) lies at
 ``IPP + i * PixelSpacing[1] * row_dir + j * PixelSpacing[0] * col_dir`` in LPS+ mm, where
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
-from ldct_clip.io.cases import Case, dicom_int, find_cases, has_dicm_magic, read_dicom
-from ldct_clip.io.volume import CTVolume
+from ldct_clip.ct.io.cases import Case, dicom_int, find_cases, has_dicm_magic, read_dicom
+from ldct_clip.ct.io.volume import CTVolume
 
 __all__ = ["read_case", "read_dicom_headers", "read_path", "LPS_TO_RAS"]
 
@@ -632,7 +632,7 @@ def read_case(case: Case) -> CTVolume:
     """Read one case into HU and geometry.
 
     Args:
-        case: from :func:`~ldct_clip.io.cases.find_cases` (or built by hand).
+        case: from :func:`~ldct_clip.ct.io.cases.find_cases` (or built by hand).
 
     Returns:
         A :class:`CTVolume` with ``hu`` float32 (X, Y, Z) in HU and a RAS+ voxel-to-mm ``affine``.

@@ -54,7 +54,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type, ensure_tuple, ensure_tuple_rep
 
-from .errors import InputError
+from ldct_clip.errors import InputError
 
 __all__ = [
     "NOISE_KINDS",
@@ -99,7 +99,7 @@ def noise_suite_settings() -> list[tuple[str, float]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# helpers shared with ldct_clip.isp
+# helpers shared with ldct_clip.rgb.camera
 
 
 def _make_rng(seed: SeedLike) -> np.random.Generator:

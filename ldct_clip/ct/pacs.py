@@ -2,7 +2,7 @@
 
 QIDO-RS finds the series (and its study), WADO-RS pulls its instances into a work folder, the bundle's
 inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`: the components of ``inference.json``, as for
-every door) reads, denoises and writes a derived series (:func:`~ldct_clip.io.writers.write_derived_series`:
+every door) reads, denoises and writes a derived series (:func:`~ldct_clip.ct.io.writers.write_derived_series`:
 same patient, study and frame of reference, new SeriesInstanceUID and SOPInstanceUIDs, DERIVED image type,
 references to the source images), and STOW-RS
 stores it in the same study, where viewers (OHIF, 3D Slicer's DICOMweb browser, the PACS's own) show it
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, LdctClipError
-from .io.atomic import remove_path
+from ldct_clip.errors import InputError, LdctClipError
+from ldct_clip.atomic import remove_path
 
 __all__ = [
     "PacsError",
@@ -260,7 +260,7 @@ def denoise_series(
     """
     import pydicom
 
-    from .ct.workflows import denoise_cases
+    from ldct_clip.ct.workflows import denoise_cases
 
     say = progress or (lambda text: log.info(text))
     seconds: dict[str, float] = {}

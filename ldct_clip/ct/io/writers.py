@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
-from ldct_clip.io.atomic import atomic_path, temp_name
-from ldct_clip.io.volume import is_multiframe_headers
+from ldct_clip.atomic import atomic_path, temp_name
+from ldct_clip.ct.io.volume import is_multiframe_headers
 
 __all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "check_output_path", "ensure_dir", "DEFAULT_SERIES_NUMBER_OFFSET"]
 
@@ -468,7 +468,7 @@ def write_derived_series(
     pixel padding and min/max pixel value tags are dropped (they describe the source pixels).
 
     Enhanced multi-frame source (the same header repeated per slice, see
-    :class:`~ldct_clip.io.volume.CTVolume`): one multi-frame file ``0001.dcm`` with the source's functional
+    :class:`~ldct_clip.ct.io.volume.CTVolume`): one multi-frame file ``0001.dcm`` with the source's functional
     groups (per-frame item k = slice k), frame/image type value 1 ``DERIVED``, and a shared Derivation
     Image functional group referencing the source instance.
 

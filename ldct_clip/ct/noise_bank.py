@@ -2,7 +2,7 @@
 
 Online projection noise (``noise: "projection"`` in ``train.json``) simulates every training slice afresh.  Where
 even the fast path is too slow for the data loader, :func:`build_noise_bank` simulates ``N`` realisations per
-slice once (:func:`ldct_clip.simulation.simulate_low_dose_torch`, the same physics and dose range) and
+slice once (:func:`ldct_clip.ct.simulation.simulate_low_dose_torch`, the same physics and dose range) and
 :class:`RandCTNoised` with ``noise="projection_bank"`` adds one of them, drawn at random, on every visit.
 
 On disk::
@@ -13,7 +13,7 @@ On disk::
 The settings key hashes the dose range, ``N``, the seed and the simulation arguments; ``<content>`` hashes the
 slice's HU values, so a bank is never used for other data or other settings (they get other files), and one
 ``bank_dir`` can hold banks of several settings.  Every file is written atomically
-(:func:`ldct_clip.io.atomic.atomic_path`) and the realisations of a slice depend only on the seed and the
+(:func:`ldct_clip.atomic.atomic_path`) and the realisations of a slice depend only on the seed and the
 slice's position, so a build that was killed continues where it stopped and gives the same bank as an
 uninterrupted one; a file that does not read back as an ``(N, X, Y)`` array is simulated again.
 
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError
-from .io.atomic import atomic_path
+from ldct_clip.errors import InputError
+from ldct_clip.atomic import atomic_path
 
 __all__ = ["NoiseBank", "build_noise_bank"]
 
@@ -77,7 +77,7 @@ class NoiseBank:
         return len(self.files)
 
     def draw(self, name: str, z: int, rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
-        """One realisation, chosen with ``rng``, of slice ``z`` of ``name`` (as :class:`~ldct_clip.data.TrainingSlices`
+        """One realisation, chosen with ``rng``, of slice ``z`` of ``name`` (as :class:`~ldct_clip.ct.training_data.TrainingSlices`
         items name them); ``(X, Y)`` float32 HU."""
         key = (str(name), int(z))
         if key not in self.files:
@@ -104,12 +104,12 @@ def build_noise_bank(
 
     Args:
         dataset: items ``{"label": (1, X, Y) HU, "name": str, "slice": int}``, e.g.
-            :class:`~ldct_clip.data.TrainingSlices`; ``(name, slice)`` must identify an item.
+            :class:`~ldct_clip.ct.training_data.TrainingSlices`; ``(name, slice)`` must identify an item.
         bank_dir: folder of banks (created); this bank lives in a sub-folder named by its settings.
         realisations: ``N``, noise images per slice.
         dose_fraction: a dose fraction in (0, 1] or a range ``[lo, hi]``; each realisation draws its own dose.
         seed: the bank's seed; realisation ``j`` of item ``i`` depends only on ``(seed, i, j)`` and the slice.
-        simulation_kwargs: more :func:`~ldct_clip.simulation.simulate_low_dose_torch` arguments (``method``,
+        simulation_kwargs: more :func:`~ldct_clip.ct.simulation.simulate_low_dose_torch` arguments (``method``,
             ``pixel_size_mm``, ``incident_flux``, ``noise_model``, ...).
         device: where the noise is simulated.
         progress: called as ``progress(done, total)`` after each slice (done counts slices already on disk).
@@ -117,7 +117,7 @@ def build_noise_bank(
     Returns:
         The :class:`NoiseBank`.  Slices already in the bank are not simulated again.
     """
-    from .simulation import _torch_seeds, dose_range, simulate_low_dose_torch
+    from ldct_clip.ct.simulation import _torch_seeds, dose_range, simulate_low_dose_torch
 
     if int(realisations) < 1:
         raise InputError(f"noise bank realisations must be >= 1, got {realisations}.")

@@ -3,21 +3,21 @@
 Every workflow runs one pass over the ``dataset`` its config declares (a MONAI ``Dataset``: records and the
 declared ``preprocessing``), through the declared ``inferer``, then the declared ``postprocessing``:
 
-* :class:`ImageDenoisingWorkflow`: a folder of RGB images (PNG/JPEG/TIFF, :class:`~ldct_clip.images.ImageFolder`)
+* :class:`ImageDenoisingWorkflow`: a folder of RGB images (PNG/JPEG/TIFF, :class:`~ldct_clip.rgb.images.ImageFolder`)
   in, denoised 8-bit PNGs out (``configs/natural/inference.json``; the sRGB model runs through it as well).
 * :class:`SyntheticNoiseEvaluation`: the paper's synthetic-noise protocol (``configs/natural/evaluate.json``) over
   :class:`SyntheticNoiseSet`: clean test sets (CBSD68, McMaster, Kodak24, Urban100 -- one subfolder each), seeded
-  noise of every setting of a noise suite (default :data:`ldct_clip.noise.NOISE_SUITE`), PSNR/SSIM of the 8-bit
+  noise of every setting of a noise suite (default :data:`ldct_clip.rgb.noise.NOISE_SUITE`), PSNR/SSIM of the 8-bit
   output.
 * :class:`PairedEvaluation`: real-noise test sets of noisy/clean pairs (:class:`PairedTestSets`: SIDD, PolyU, CC;
-  ``configs/srgb/evaluate.json``), pairs found by :func:`ldct_clip.images.find_pairs`.
+  ``configs/srgb/evaluate.json``), pairs found by :func:`ldct_clip.rgb.images.find_pairs`.
 * Training pieces for ``configs/natural/train.json`` and ``configs/srgb/train.json``, which reuse the CT
-  trainer (:class:`ldct_clip.training.DenoisingTrainer`): :func:`training_images` (clean training images),
+  trainer (:class:`ldct_clip.engine.trainer.DenoisingTrainer`): :func:`training_images` (clean training images),
   :class:`NoisyImageSet` / :class:`PairedImageSet` (validation), :class:`RGBImageQualityMetric` (validation PSNR/SSIM
   as the evaluation computes them) and :func:`cosine_iterations` (the length of the cosine part of the paper's
   learning-rate schedule, torch's ``SequentialLR`` of ``ConstantLR`` and ``CosineAnnealingLR``).
 
-Metrics follow the paper's test scripts (:func:`~ldct_clip.images.psnr_8bit`, :func:`~ldct_clip.images.ssim_8bit`):
+Metrics follow the paper's test scripts (:func:`~ldct_clip.rgb.images.psnr_8bit`, :func:`~ldct_clip.rgb.images.ssim_8bit`):
 the network output is clipped to [0, 1] and rounded to 8 bits; PSNR and SSIM are computed on the RGB channels
 against the 8-bit clean image. The noisy input is fed to the network as float, unclipped (the paper's synthetic
 protocol), except for the kinds in ``clip_noisy`` (Poisson by default: the reference clips it).
@@ -42,10 +42,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bundle import as_flag
-from .checkpoints import load_checkpoint, load_weights
-from .errors import InputError, LdctClipError, WeightsError
-from .images import (
+from ldct_clip.bundle import as_flag
+from ldct_clip.checkpoints import load_checkpoint, load_weights
+from ldct_clip.errors import InputError, LdctClipError, WeightsError
+from ldct_clip.rgb.images import (
     ImagePair,
     LazyItems,
     find_images,
@@ -57,11 +57,11 @@ from .images import (
     to_uint8,
     write_png,
 )
-from .inference import SliceSlidingWindowInferer
-from .io.atomic import atomic_path
-from .noise import NOISE_KINDS, NOISE_SUITE, add_noise
-from .precision import prepare_model
-from .training import MeanImageMetric
+from ldct_clip.inference import SliceSlidingWindowInferer
+from ldct_clip.atomic import atomic_path
+from ldct_clip.rgb.noise import NOISE_KINDS, NOISE_SUITE, add_noise
+from ldct_clip.engine.precision import prepare_model
+from ldct_clip.engine.trainer import MeanImageMetric
 
 __all__ = [
     "ImageDenoisingWorkflow",
@@ -243,14 +243,14 @@ class ImageDenoisingWorkflow(_RGBWorkflow):
 
     Args:
         dataset: items ``{"image": (3, H, W) float in [0, 1], "name": relative output name}``: in the config a MONAI
-            ``Dataset`` of :class:`~ldct_clip.images.ImageFolder` records with the declared ``preprocessing``
-            (:class:`~ldct_clip.images.LoadRGBd`). ``ImageFolder`` refuses an ``output_dir`` that would overwrite
+            ``Dataset`` of :class:`~ldct_clip.rgb.images.ImageFolder` records with the declared ``preprocessing``
+            (:class:`~ldct_clip.rgb.images.LoadRGBd`). ``ImageFolder`` refuses an ``output_dir`` that would overwrite
             an input.
         output_dir: where the ``<name>`` files go.
         network: the 3-channel denoiser ``ckpt_path`` is loaded into; ``None`` builds it from the checkpoint.
         inferer: runs the network on a ``(1, 3, H, W)`` batch (default: whole images up to 1024 px, fp32).
         postprocessing: dictionary transform applied after inference, the output under ``"pred"``; whatever it
-            leaves there is written with :func:`~ldct_clip.images.write_png` (float in [0, 1] or uint8).
+            leaves there is written with :func:`~ldct_clip.rgb.images.write_png` (float in [0, 1] or uint8).
         ckpt_path, allow_untrained, device, channels_last, compile, progress: as
             :class:`~ldct_clip.pipeline.CTDenoisingWorkflow`.
 
@@ -364,20 +364,20 @@ class SyntheticNoiseSet(LazyItems):
 
     Items, one per image and ``(kind, level)``, test set by test set, image by image: ``{"image": noisy,
     "label": clean, "dataset", "name", "noise", "level"}``. ``label`` is the 8-bit clean image scaled to [0, 1];
-    ``image`` adds :func:`ldct_clip.noise.add_noise` of the setting, drawn from :func:`noise_seed` of
+    ``image`` adds :func:`ldct_clip.rgb.noise.add_noise` of the setting, drawn from :func:`noise_seed` of
     ``(seed, dataset, name, kind, level)``, unclipped unless ``kind`` is in ``clip_noisy``. Both ``(3, H, W)`` float32.
 
     Args:
         folder: one subfolder of clean images per test set (e.g. ``CBSD68/``, ``McMaster/``, ``Kodak24/``,
             ``Urban100/``), or a single folder of images.
         datasets: subfolder names to evaluate, in this order (default: every subfolder holding images).
-        noise_suite: ``{kind: levels}`` (default :data:`ldct_clip.noise.NOISE_SUITE`: the paper's Gaussian
+        noise_suite: ``{kind: levels}`` (default :data:`ldct_clip.rgb.noise.NOISE_SUITE`: the paper's Gaussian
             15/25/50, spatially correlated 40/45/50/55, Poisson 2/2.5/3/3.5, plus speckle and salt-and-pepper).
         seed: base seed.
         clip_noisy: noise kinds whose noisy image is clipped to [0, 1] (the reference clips Poisson-noisy images
             and feeds the Gaussian ones unclipped).
 
-    Raises (on first use, see :class:`~ldct_clip.images.LazyItems`):
+    Raises (on first use, see :class:`~ldct_clip.rgb.images.LazyItems`):
         InputError: no such folder or test set, no images, or a bad ``noise_suite``.
     """
 
@@ -427,7 +427,7 @@ class PairedTestSets(LazyItems):
     """Real-noise test sets of noisy/clean pairs (SIDD, PolyU, CC), for a MONAI ``Dataset``.
 
     Items, test set by test set: ``{"image": noisy, "label": clean, "dataset", "name"}``, both ``(3, H, W)``
-    float32 in [0, 1] (8-bit levels). Pairs are found by name (:func:`ldct_clip.images.find_pairs`).
+    float32 in [0, 1] (8-bit levels). Pairs are found by name (:func:`ldct_clip.rgb.images.find_pairs`).
 
     Args:
         folder: one subfolder per test set (e.g. ``CC/``, ``PolyU/``, ``SIDD/``), or one test set.
@@ -509,8 +509,8 @@ class SyntheticNoiseEvaluation(_Evaluation):
     """The paper's synthetic-noise evaluation of the natural-image model.
 
     For every item of ``dataset`` (:class:`SyntheticNoiseSet`: a clean image and one ``(kind, level)`` of the noise
-    suite): denoise, clip and round the output to 8 bits, and compute PSNR/SSIM (:func:`~ldct_clip.images.psnr_8bit`,
-    :func:`~ldct_clip.images.ssim_8bit`) against the 8-bit clean image. ``psnr_in`` is the PSNR of the noisy input
+    suite): denoise, clip and round the output to 8 bits, and compute PSNR/SSIM (:func:`~ldct_clip.rgb.images.psnr_8bit`,
+    :func:`~ldct_clip.rgb.images.ssim_8bit`) against the 8-bit clean image. ``psnr_in`` is the PSNR of the noisy input
     (clipped, 8-bit) for reference.
 
     Args:
@@ -651,7 +651,7 @@ def _spread(n: int, max_items: int | None) -> list[int]:
 class NoisyImageSet(Sequence):
     """Clean images with seeded synthetic noise, for validation: ``{"image": noisy, "label": clean, "name"}``.
 
-    Both ``(3, H, W)`` float32; the clean image is 8-bit scaled to [0, 1], the noise (:func:`ldct_clip.noise.add_noise`)
+    Both ``(3, H, W)`` float32; the clean image is 8-bit scaled to [0, 1], the noise (:func:`ldct_clip.rgb.noise.add_noise`)
     is drawn from :func:`noise_seed` so every validation run sees the same noisy images.
 
     Args:
@@ -684,7 +684,7 @@ class NoisyImageSet(Sequence):
 
 
 class PairedImageSet(Sequence):
-    """Noisy/clean pairs (:func:`ldct_clip.images.find_pairs`, e.g. SIDD validation) as validation items
+    """Noisy/clean pairs (:func:`ldct_clip.rgb.images.find_pairs`, e.g. SIDD validation) as validation items
     ``{"image": noisy, "label": clean, "name"}``, both ``(3, H, W)`` float32 in [0, 1] (8-bit levels)."""
 
     def __init__(self, folder: str | os.PathLike, max_images: int | None = None) -> None:
@@ -700,8 +700,8 @@ class PairedImageSet(Sequence):
 
 
 class RGBImageQualityMetric(MeanImageMetric):
-    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.images.psnr_8bit`,
-    :func:`~ldct_clip.images.ssim_8bit`), for ``IgniteMetricHandler`` in a validation evaluator.
+    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.rgb.images.psnr_8bit`,
+    :func:`~ldct_clip.rgb.images.ssim_8bit`), for ``IgniteMetricHandler`` in a validation evaluator.
 
     ``y_pred`` (the network output) and ``y`` (the clean image): ``(B, C, H, W)`` in [0, 1]; both are clipped and
     rounded to 8 bits. Each call returns ``(B, 1)``; :meth:`aggregate` the mean over everything seen.

@@ -1,8 +1,8 @@
 """Finding the cases (volumes) under a path: DICOM series, multi-frame DICOM files, NIfTI/MHA/NRRD files.
 
-A *case* is what becomes one :class:`~ldct_clip.io.volume.CTVolume`: every single-frame DICOM file of one
+A *case* is what becomes one :class:`~ldct_clip.ct.io.volume.CTVolume`: every single-frame DICOM file of one
 SeriesInstanceUID, one multi-frame DICOM file, or one image file.  Discovery only reads headers
-(``stop_before_pixels``); pixel data is decoded later by :func:`ldct_clip.io.readers.read_case`.
+(``stop_before_pixels``); pixel data is decoded later by :func:`ldct_clip.ct.io.readers.read_case`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Case:
         paths: the files making up the case, sorted by path.  A DICOM series has one path per slice
             (in no geometric order: the reader sorts by position); other kinds have exactly one.
         error: set when discovery already knows the case cannot be read (a corrupt file in its folder);
-            :func:`~ldct_clip.io.readers.read_case` raises it, so one bad case does not stop the others.
+            :func:`~ldct_clip.ct.io.readers.read_case` raises it, so one bad case does not stop the others.
     """
 
     name: str

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .io.atomic import atomic_path
+from ldct_clip.atomic import atomic_path
 
 __all__ = ["SOFT_TISSUE", "save_line_plot", "save_panels", "save_png", "window_to_uint8"]
 

@@ -3,8 +3,8 @@
 Two on-disk layouts are read:
 
 ``"volumes"``
-    a folder of CT volumes (DICOM series, NIfTI, MHA/NRRD), found with :func:`~ldct_clip.io.find_cases` and
-    read with :func:`~ldct_clip.io.read_case`.  Each volume is read once, when the dataset is built, and kept
+    a folder of CT volumes (DICOM series, NIfTI, MHA/NRRD), found with :func:`~ldct_clip.ct.io.find_cases` and
+    read with :func:`~ldct_clip.ct.io.read_case`.  Each volume is read once, when the dataset is built, and kept
     in memory (as int16 when its HU values are whole numbers, which DICOM and most NIfTI data are: a 512 x 512
     x 500 volume is 250 MB).  Reading happens in the main process, so DataLoader workers share the arrays
     (copy-on-write) instead of reading them again.
@@ -21,7 +21,7 @@ Patients listed in ``held_out`` (the paper holds out ``L506``) never reach train
 uses in the npy layout.
 
 Items are dictionaries of channel-first 2D arrays ``(1, X, Y)`` float32 in HU (X = columns, Y = rows, as
-:class:`~ldct_clip.io.CTVolume` slices), ready for MONAI dictionary transforms:
+:class:`~ldct_clip.ct.io.CTVolume` slices), ready for MONAI dictionary transforms:
 
 * :class:`TrainingSlices`: ``{"label": normal-dose slice, "name": str, "slice": int}``; the training noise is
   added online by :class:`RandCTNoised` (the paper trains on normal-dose images only).
@@ -46,9 +46,9 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from .errors import InputError
-from .noise_bank import NoiseBank
-from .transforms import DEFAULT_HU_WINDOW, unit_to_hu, window_from
+from ldct_clip.errors import InputError
+from ldct_clip.ct.noise_bank import NoiseBank
+from ldct_clip.transforms import DEFAULT_HU_WINDOW, unit_to_hu, window_from
 
 __all__ = [
     "DEFAULT_HELD_OUT",
@@ -232,7 +232,7 @@ def _read_volumes(
     select_regex: str | None,
 ) -> list[_Volume]:
     """Read the cases under ``root`` (training: all but ``held_out``; ``keep_held_out``: only those)."""
-    from .io import find_cases, read_case
+    from ldct_clip.ct.io import find_cases, read_case
 
     try:
         select = re.compile(select_regex) if select_regex else None
@@ -531,12 +531,12 @@ class CTNoise(Randomizable, Transform):
 
     Args:
         noise: ``"gaussian"`` -- the paper's i.i.d. Gaussian noise of ``sigma / 255`` on the image normalised to
-            [0, 1] over ``hu_window`` (:func:`ldct_clip.simulation.add_gaussian_noise`; 5/255 on [-1024, 3072]
+            [0, 1] over ``hu_window`` (:func:`ldct_clip.ct.simulation.add_gaussian_noise`; 5/255 on [-1024, 3072]
             is about 80 HU), or ``"projection"`` -- the projection-domain low-dose simulator
-            (:func:`ldct_clip.simulation.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
+            (:func:`ldct_clip.ct.simulation.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
             correlated FBP-textured noise, all planes of a call in one batch on the input's device (CPU in
             DataLoader workers, or CUDA when applied to a batch on the GPU), or ``"projection_bank"`` -- one of
-            the realisations precomputed for this slice in ``noise_bank`` (:mod:`ldct_clip.noise_bank`), drawn at
+            the realisations precomputed for this slice in ``noise_bank`` (:mod:`ldct_clip.ct.noise_bank`), drawn at
             random; the call then needs the slice's ``source=(name, slice)``.
         sigma: Gaussian noise level in 1/255 of the [0, 1] window, for ``slice_thickness_mm`` thick slices.
         slice_thickness_mm: thickness of the training slices; with ``reference_thickness_mm`` the effective
@@ -547,7 +547,7 @@ class CTNoise(Randomizable, Transform):
             from which each plane draws its own dose uniformly (one model for several dose levels).
         simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose_torch` arguments
             (``pixel_size_mm``, ``incident_flux``, ``geometry``, ``method``...).
-        noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.noise_bank.NoiseBank` to draw from.
+        noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.ct.noise_bank.NoiseBank` to draw from.
         device: ``"projection"`` only: where the noise is drawn (default: the input's device). ``"cuda"`` draws it
             on the GPU from a DataLoader without worker processes; the output is then a tensor on that device.
 
@@ -569,7 +569,7 @@ class CTNoise(Randomizable, Transform):
         noise_bank: NoiseBank | None = None,
         device: str | torch.device | None = None,
     ) -> None:
-        from .simulation import dose_range
+        from ldct_clip.ct.simulation import dose_range
 
         if noise not in ("gaussian", "projection", "projection_bank"):
             raise InputError(
@@ -578,7 +578,7 @@ class CTNoise(Randomizable, Transform):
             )
         if noise == "projection_bank" and noise_bank is None:
             raise InputError("noise 'projection_bank' needs a noise bank: build one with "
-                             "ldct_clip.noise_bank.build_noise_bank (train.json does it from noise_bank_dir).")
+                             "ldct_clip.ct.noise_bank.build_noise_bank (train.json does it from noise_bank_dir).")
         self.noise = noise
         self.sigma = sigma_for_slice_thickness(sigma, slice_thickness_mm, reference_thickness_mm)
         self.hu_window = window_from(hu_window)
@@ -598,7 +598,7 @@ class CTNoise(Randomizable, Transform):
         """``source``: ``(name, slice)`` of the image as :class:`TrainingSlices` names it (``"projection_bank"``)."""
         if randomize:
             self.randomize()
-        from .simulation import add_gaussian_noise, simulate_low_dose_torch
+        from ldct_clip.ct.simulation import add_gaussian_noise, simulate_low_dose_torch
 
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         if self.noise == "projection_bank":

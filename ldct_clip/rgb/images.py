@@ -45,8 +45,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
-from .errors import InputError
-from .visualize import save_png
+from ldct_clip.errors import InputError
+from ldct_clip.reporting.figures import save_png
 
 __all__ = [
     "IMAGE_SUFFIXES",

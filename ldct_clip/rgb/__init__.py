@@ -1,0 +1,1 @@
+"""The paper's natural-image and sRGB tasks: images on disk, camera noise, their workflows."""

@@ -30,16 +30,9 @@ from ldct_clip.rgb.images import (
     to_uint8,
     write_png,
 )
-from ldct_clip.rgb.workflows import (
-    ImageDenoisingWorkflow,
-    NoisyImageSet,
-    PairedEvaluation,
-    PairedTestSets,
-    RGBImageQualityMetric,
-    SyntheticNoiseEvaluation,
-    SyntheticNoiseSet,
-    noise_seed,
-)
+from ldct_clip.rgb.datasets import NoisyImageSet, RealNoiseTestSets, SyntheticNoiseSet, noise_seed
+from ldct_clip.rgb.training import RGBImageQualityMetric
+from ldct_clip.rgb.workflows import ImageDenoisingWorkflow, RealNoiseEvaluation, SyntheticNoiseEvaluation
 from ldct_clip.rgb.noise import NOISE_SUITE, noise_suite_settings
 from test_bundle import monai_bundle
 from tolerances import assert_rounded_close, assert_text_matches
@@ -317,12 +310,12 @@ def test_inference_reads_the_checkpoint_that_training_writes(tmp_path):
 
 def test_rgb_workflows_parse_text_booleans(tmp_path):
     # fire passes `--save_images false` as the text 'false', which would be truthy
-    evaluation = PairedEvaluation(PairedTestSets(tmp_path), output_dir=tmp_path / "out", network=None,
+    evaluation = RealNoiseEvaluation(RealNoiseTestSets(tmp_path), output_dir=tmp_path / "out", network=None,
                                   save_images="false", allow_untrained="False", channels_last="0", compile="no")
     assert (evaluation.save_images, evaluation.allow_untrained, evaluation.channels_last, evaluation.compile) == (
         False, False, False, False)
     with pytest.raises(InputError, match="save_images must be true or false"):
-        PairedEvaluation(PairedTestSets(tmp_path), output_dir=tmp_path / "out", network=None, save_images="maybe")
+        RealNoiseEvaluation(RealNoiseTestSets(tmp_path), output_dir=tmp_path / "out", network=None, save_images="maybe")
 
 
 def test_train_configs_follow_the_paper():

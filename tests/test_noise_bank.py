@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import pytest
 
-from ldct_clip.ct.training_data import CTNoise, RandCTNoised, TrainingSlices
+from ldct_clip.ct.training_data import TrainingSlices
+from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoised
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
 from ldct_clip.ct.noise_bank import build_noise_bank
@@ -129,7 +130,7 @@ def test_bundle_trains_with_online_projection_noise_over_a_dose_range(tmp_path):
 
 def test_projection_noise_on_a_given_device_returns_a_tensor_there():
     # train.json draws the noise where the network trains when the DataLoader has no workers (noise_device)
-    from ldct_clip.ct.training_data import RandCTNoised
+    from ldct_clip.transforms.ct_noise import RandCTNoised
 
     hu = make_phantom((64, 64, 1), seed=4)[:, :, 0][None].astype(np.float32)
     on_device = RandCTNoised(keys="image", noise="projection", dose_fraction=0.25, device="cpu")

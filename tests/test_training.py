@@ -19,7 +19,8 @@ import torch
 
 from ldct_clip import bundle_root
 from ldct_clip.checkpoints import load_checkpoint
-from ldct_clip.ct.training_data import PairedSlices, RandCTNoised, TrainingSlices, sigma_for_slice_thickness
+from ldct_clip.ct.training_data import DosePairSlices, TrainingSlices
+from ldct_clip.transforms.ct_noise import RandCTNoised, sigma_for_slice_thickness
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
 from ldct_clip.ct.phantom import make_phantom
@@ -86,14 +87,14 @@ def test_npy_training_excludes_held_out_and_validation_uses_it(tmp_path):
     assert all(not item["name"].startswith("L506") for item in (train[i] for i in range(len(train))))
     assert [train[i]["name"] for i in range(3)] == ["L067_0", "L067_1", "L067_2"]  # natural order
     assert train[10]["name"] == "L067_10"
-    val = PairedSlices(root, patients=["L506"])
+    val = DosePairSlices(root, patients=["L506"])
     assert len(val) == 11 and {val[i]["name"][:4] for i in range(len(val))} == {"L506"}
     item = val[0]
     assert item["image"].shape == item["label"].shape == (1, 64, 64) and item["label"].dtype == np.float32
     # (HU + 1024) / 4096 files come back in HU, transposed to (X, Y)
     expected = make_phantom((64, 64, 11), seed=22)[:, :, 0]
     np.testing.assert_allclose(item["label"][0], expected, atol=0.05)
-    assert len(PairedSlices(root, patients=["L506"], max_slices=4)) == 4
+    assert len(DosePairSlices(root, patients=["L506"], max_slices=4)) == 4
 
 
 def test_npy_in_hu_and_custom_patient_regex(tmp_path):
@@ -111,7 +112,7 @@ def test_volume_training_slices(tmp_path):
     assert train.layout == "volumes" and len(train) == 18
     assert train[0]["label"].shape == (1, 64, 64)
     assert len(TrainingSlices(paths["train"], slice_stride=2)) == 9
-    val = PairedSlices(paths["val_ld"], paths["val_nd"])
+    val = DosePairSlices(paths["val_ld"], paths["val_nd"])
     assert len(val) == 3 and val[1]["slice"] == 1
     assert not np.array_equal(val[0]["image"], val[0]["label"])
 
@@ -147,14 +148,14 @@ def test_bad_training_folders(tmp_path, setup, message):
 def test_bad_validation_folders(tmp_path):
     paths = write_volumes(tmp_path)
     with pytest.raises(InputError, match="are the same"):
-        PairedSlices(paths["train"], paths["train"])
+        DosePairSlices(paths["train"], paths["train"])
     with pytest.raises(InputError, match="do not pair up by name"):
-        PairedSlices(paths["train"], _copy_renamed(paths, tmp_path))
+        DosePairSlices(paths["train"], _copy_renamed(paths, tmp_path))
     write_nifti(tmp_path / "short" / "V.nii.gz", np.zeros((64, 64, 2)))
     with pytest.raises(InputError, match="differs in shape"):
-        PairedSlices(paths["val_ld"], tmp_path / "short")
+        DosePairSlices(paths["val_ld"], tmp_path / "short")
     with pytest.raises(InputError, match="pairs"):
-        PairedSlices(write_npy(tmp_path / "npy"), patients=["L999"])
+        DosePairSlices(write_npy(tmp_path / "npy"), patients=["L999"])
 
 
 def _copy_renamed(paths: dict[str, Path], tmp_path: Path) -> Path:

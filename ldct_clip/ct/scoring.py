@@ -1,7 +1,7 @@
 """Scoring a denoiser on paired LDCT/NDCT cases under the metric protocols of :mod:`ldct_clip.metrics`.
 
 Per-slice, per-case and summary tables (CSV + markdown), noise SD in a uniform ROI, and the figures of
-:mod:`ldct_clip.reporting.case_figures`. :class:`PairedScorer` takes one case at a time (the bundle's
+:mod:`ldct_clip.reporting.case_figures`. :class:`CaseScorer` takes one case at a time (the bundle's
 evaluation handler feeds it the pipeline's output); :func:`evaluate_pairs` runs it over pairs with any
 denoising function. Volumes are ``(X, Y, Z)`` in HU.
 """
@@ -29,7 +29,7 @@ from ldct_clip.reporting.tables import write_csv, write_text
 from ldct_clip.ct.classical import CLASSICAL_DENOISERS, estimate_noise_sd
 from ldct_clip.ct.pairs import CasePair
 
-__all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "PairedScorer", "check_settings",
+__all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "CaseScorer", "check_settings",
            "evaluate_pairs"]
 
 log = logging.getLogger("ldct_clip")
@@ -115,7 +115,7 @@ def check_settings(
     return names, windows
 
 
-class PairedScorer:
+class CaseScorer:
     """Score paired cases one at a time, then write the tables (see :func:`evaluate_pairs` for what is computed
     and written).
 
@@ -321,7 +321,7 @@ def evaluate_pairs(
     if not pairs:
         check_settings(protocols, classical, display_windows)
         raise InputError("no LDCT/NDCT pairs to evaluate.")
-    scorer = PairedScorer(
+    scorer = CaseScorer(
         output_dir, sources=[c.source for p in pairs for c in (p.ldct, p.ndct)],
         network_name=network_name if denoiser is not None else None, protocols=protocols, classical=classical,
         noise_roi=noise_roi, nps_size=nps_size, display_windows=display_windows, write_png=write_png,

@@ -14,7 +14,7 @@ from ldct_clip.bundle import load_config, run_config
 from ldct_clip.ct.scoring import EvaluationReport
 from ldct_clip.errors import InputError
 from ldct_clip.handlers.case_summary import CaseResult, CaseSummary
-from ldct_clip.handlers.evaluation_report import PairedEvaluationReport
+from ldct_clip.handlers.evaluation_report import EvaluationHandler
 
 __all__ = ["denoise_cases", "evaluate_cases"]
 
@@ -63,7 +63,7 @@ def evaluate_cases(ldct_dir: str | os.PathLike | None, ndct_dir: str | os.PathLi
     if evaluator.failures:
         name, message = next(iter(evaluator.failures.items()))
         raise InputError(f"{name}: {message}")
-    report = next(h for h in parser.get_parsed_content("handlers") if isinstance(h, PairedEvaluationReport)).report
+    report = next(h for h in parser.get_parsed_content("handlers") if isinstance(h, EvaluationHandler)).report
     if report is None:
         raise InputError("no LDCT/NDCT pairs were scored.")
     return report

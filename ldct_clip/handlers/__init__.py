@@ -2,6 +2,6 @@
 
 from ldct_clip.handlers.case_summary import CaseResult, CaseSummary
 from ldct_clip.handlers.checkpoint_loader import StrictCheckpointLoader
-from ldct_clip.handlers.evaluation_report import PairedEvaluationReport
+from ldct_clip.handlers.evaluation_report import EvaluationHandler
 
-__all__ = ["CaseResult", "CaseSummary", "PairedEvaluationReport", "StrictCheckpointLoader"]
+__all__ = ["CaseResult", "CaseSummary", "EvaluationHandler", "StrictCheckpointLoader"]

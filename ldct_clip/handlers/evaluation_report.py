@@ -14,10 +14,10 @@ from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
 from ldct_clip.ct.dataset import CTPairDataset
-from ldct_clip.ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, PairedScorer, check_settings
+from ldct_clip.ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, CaseScorer, check_settings
 from ldct_clip.engine.evaluator import case_names
 
-__all__ = ["PairedEvaluationReport"]
+__all__ = ["EvaluationHandler"]
 
 log = logging.getLogger("ldct_clip")
 
@@ -32,12 +32,12 @@ def _affine(value: Any) -> np.ndarray:
     return np.asarray(value.affine.cpu() if isinstance(value, torch.Tensor) else value.meta["affine"], dtype=np.float64)
 
 
-class PairedEvaluationReport:
+class EvaluationHandler:
     """The evaluation's scores, as an ignite handler of the bundle's evaluator (``evaluate.json``).
 
     For each case it takes the input (``image_key``: the LDCT in HU), the network's output (``pred_key``, in HU,
     after the inference postprocessing) and the reference (``label_key``), and scores them with
-    :class:`~ldct_clip.ct.scoring.PairedScorer` (classical baselines, metrics under each protocol, noise SD,
+    :class:`~ldct_clip.ct.scoring.CaseScorer` (classical baselines, metrics under each protocol, noise SD,
     figures); at the end it writes the tables and prints the markdown summary.
 
     Attach it before the checkpoint loader, so that bad settings are refused before the weights are loaded.
@@ -83,7 +83,7 @@ class PairedEvaluationReport:
         }
         self.print_summary = as_flag(print_summary, "print_summary")
         self.keys = (image_key, pred_key, label_key)
-        self.scorer: PairedScorer | None = None
+        self.scorer: CaseScorer | None = None
         self.report: EvaluationReport | None = None
         self._start = 0.0
 
@@ -96,7 +96,7 @@ class PairedEvaluationReport:
     def started(self, engine: Any) -> None:
         check_settings(self.settings["protocols"], self.settings["classical"], self.settings["display_windows"])
         sources = [c.source for p in getattr(self.dataset, "pairs", []) for c in (p.ldct, p.ndct)]
-        self.scorer = PairedScorer(self.output_dir, sources=sources, **self.settings, header=self.header)
+        self.scorer = CaseScorer(self.output_dir, sources=sources, **self.settings, header=self.header)
         log.info("%d LDCT/NDCT pair(s) -> %s (device %s)", len(self.dataset), self.output_dir, engine.state.device)
 
     def case_started(self, engine: Any) -> None:

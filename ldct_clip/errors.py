@@ -7,7 +7,13 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["LdctClipError", "InputError", "WeightsError", "user_error"]
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["LdctClipError", "InputError", "WeightsError", "exit_on_user_error", "user_error"]
+
+log = logging.getLogger("ldct_clip")
 
 
 class LdctClipError(Exception):
@@ -33,3 +39,20 @@ def user_error(exc: BaseException) -> LdctClipError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextmanager
+def exit_on_user_error(enabled: bool = True) -> Iterator[None]:
+    """Inside, a user error (:func:`user_error` finds one behind the exception) is raised as itself, without
+    MONAI's wrapping; with ``enabled`` (command-line use) it is logged as one line instead and the process ends
+    with status 2, no traceback. Any other exception is a bug and propagates with its traceback."""
+    try:
+        yield
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        if not enabled:
+            raise error from None
+        log.error("error: %s", error)
+        raise SystemExit(2) from None

@@ -20,7 +20,7 @@ from typing import Any
 from ignite.engine import EventEnum, Events
 from monai.engines import SupervisedEvaluator
 
-from ldct_clip.errors import InputError, user_error
+from ldct_clip.errors import InputError, exit_on_user_error, user_error
 
 __all__ = ["CTDenoisingEvaluator", "CaseEvents", "case_names"]
 
@@ -76,7 +76,7 @@ class CTDenoisingEvaluator(SupervisedEvaluator):
         """Run over all cases. With ``exit_on_error`` (command line), a user error that stops the whole run and
         any failed case end the process with status 2 and a one-line message, no traceback; without, the first
         raises as :class:`~ldct_clip.errors.LdctClipError` and failures are left in :attr:`failures`."""
-        try:
+        with exit_on_user_error(exit_on_error):
             listing_error = getattr(self.data_loader.dataset, "listing_error", None)
             if listing_error is not None:
                 raise listing_error
@@ -85,13 +85,5 @@ class CTDenoisingEvaluator(SupervisedEvaluator):
                 self.fire_event(Events.COMPLETED)
             else:
                 super().run()
-        except Exception as exc:
-            error = user_error(exc)
-            if error is None:
-                raise
-            if not exit_on_error:
-                raise error from None  # the user's problem, without MONAI's wrapping
-            log.error("error: %s", error)
-            raise SystemExit(2) from None
         if self.failures and exit_on_error:
             raise SystemExit(2)

@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
-from ldct_clip.checkpoints import load_weights
+from ldct_clip.checkpoints import load_checkpoint, load_weights
 from ldct_clip.errors import WeightsError
 from ldct_clip.engine.precision import prepare_model
 from ldct_clip.weights import weights_label
@@ -37,29 +37,42 @@ class StrictCheckpointLoader:
         channels_last, compile: see :func:`~ldct_clip.engine.precision.prepare_model`.
         option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
             ``--ckpt_path``, the CLI's ``--checkpoint``).
+        how_to_train: where a missing checkpoint can come from, for the message.
+
+    :meth:`load` does the same for code that runs the network outside an engine (the RGB workflows).
     """
 
     def __init__(self, ckpt_path: str | os.PathLike | None, allow_untrained: bool | str = False,
-                 channels_last: bool | str = True, compile: bool | str = False, option: str = "--ckpt_path") -> None:
+                 channels_last: bool | str = True, compile: bool | str = False, option: str = "--ckpt_path",
+                 how_to_train: str = "train one with monai_bundle/configs/train.json") -> None:
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
         self.channels_last = as_flag(channels_last, "channels_last")
         self.compile = as_flag(compile, "compile")
         self.option = option
+        self.how_to_train = how_to_train
         self._network: torch.nn.Module | None = None  # as configured; engine.network becomes its prepared copy
 
     def attach(self, engine: Any) -> None:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Any) -> None:
-        device = torch.device(engine.state.device)
         if self._network is None:
             self._network = engine.network
+        engine.network = self.load(self._network, engine.state.device)
+
+    def load(self, network: torch.nn.Module | None, device: str | torch.device) -> torch.nn.Module:
+        """Load the checkpoint into ``network`` (``None``: build the ``CLIPDenoiser`` the checkpoint holds) and
+        return it prepared for inference on ``device`` (a copy when BatchNorm is folded)."""
+        device = torch.device(device)
         if self.ckpt_path is not None and self.ckpt_path.is_file():
-            load_weights(self._network, self.ckpt_path, map_location=device)
+            if network is None:
+                network = load_checkpoint(self.ckpt_path, map_location=device)
+            else:
+                load_weights(network, self.ckpt_path, map_location=device)
             label = weights_label(self.ckpt_path)
             log.info("weights: %s%s", self.ckpt_path, f" ({label})" if label else "")
-        elif self.allow_untrained:
+        elif self.allow_untrained and network is not None:
             log.warning(
                 "WARNING: running with UNTRAINED weights (no checkpoint%s). The output is NOT a denoised image; "
                 "it only shows that the pipeline runs. Get weights with `ldct-clip weights` or train with "
@@ -70,6 +83,6 @@ class StrictCheckpointLoader:
             where = self.ckpt_path or "(none given)"
             raise WeightsError(
                 f"no checkpoint at {where}. Put the trained weights there (see `ldct-clip weights`), pass "
-                f"`{self.option} PATH`, or train one with monai_bundle/configs/train.json."
+                f"`{self.option} PATH`, or {self.how_to_train}."
             )
-        engine.network = prepare_model(self._network, device, channels_last=self.channels_last, compile=self.compile)
+        return prepare_model(network, device, channels_last=self.channels_last, compile=self.compile)

@@ -39,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 from ldct_clip.bundle import as_flag
-from ldct_clip.checkpoints import load_checkpoint, load_weights
-from ldct_clip.errors import InputError, LdctClipError, WeightsError, user_error
+from ldct_clip.handlers.checkpoint_loader import StrictCheckpointLoader
+from ldct_clip.errors import InputError, WeightsError, exit_on_user_error, user_error
 from ldct_clip.rgb.tables import fmt_level, write_tables
 from ldct_clip.rgb.images import (
     LazyItems,
@@ -49,8 +49,7 @@ from ldct_clip.rgb.images import (
     to_uint8,
     write_png,
 )
-from ldct_clip.inference import SliceSlidingWindowInferer
-from ldct_clip.engine.precision import prepare_model
+from ldct_clip.engine.inferer import SliceSlidingWindowInferer
 
 __all__ = ["ImageDenoisingWorkflow", "RealNoiseEvaluation", "SyntheticNoiseEvaluation"]
 
@@ -113,33 +112,22 @@ class _RGBWorkflow:
         self.failed: list[str] = []
 
     def load_network(self) -> torch.nn.Module:
-        """Load the checkpoint (the authors' ``.pth`` or a ``model.pt``) and prepare the network for inference.
-
-        With ``network=None`` the network is built in the shape the checkpoint holds.
-        """
-        if self.ckpt_path is not None and self.ckpt_path.is_file():
-            if self.network is None:
-                self.network = load_checkpoint(self.ckpt_path)
-            else:
-                load_weights(self.network, self.ckpt_path)  # type: ignore[arg-type]
-            log.info("weights: %s", self.ckpt_path)
-        elif self.allow_untrained and self.network is not None:
-            log.warning(
-                "WARNING: running with UNTRAINED weights (no checkpoint%s). The output is NOT a denoised image; "
-                "it only shows that the pipeline runs.", f" at {self.ckpt_path}" if self.ckpt_path else "",
-            )
-        else:
-            raise WeightsError(
-                f"no checkpoint at {self.ckpt_path or '(none given)'}. Pass `--ckpt_path PATH` (the authors' "
-                "natural or sRGB .pth, or a model.pt trained with configs/natural/train.json or configs/srgb/train.json)."
-            )
-        channels = getattr(self.network, "in_channels", 3)
+        """Load the checkpoint (the authors' ``.pth`` or a ``model.pt``) strictly and prepare the network for
+        inference, as the CT bundle's :class:`~ldct_clip.handlers.StrictCheckpointLoader` does (it is the same
+        loader). With ``network=None`` the network is built in the shape the checkpoint holds."""
+        loader = StrictCheckpointLoader(
+            self.ckpt_path, self.allow_untrained, self.channels_last, self.compile,
+            how_to_train="give the authors' natural or sRGB .pth, or a model.pt trained with configs/natural/train.json "
+            "or configs/srgb/train.json",
+        )
+        model = loader.load(self.network, self.device)
+        channels = getattr(model, "in_channels", 3)
         if channels != 3:
             raise WeightsError(
                 f"the network takes {channels}-channel input; RGB images need a 3-channel model (the natural or "
                 "sRGB checkpoint, not the CT one)."
             )
-        return prepare_model(self.network, self.device, channels_last=self.channels_last, compile=self.compile)
+        return model
 
     def denoise(self, image: torch.Tensor | np.ndarray, model: torch.nn.Module) -> torch.Tensor:
         """``(3, H, W)`` float image -> ``(3, H, W)`` float32 network output on the CPU (not clipped)."""
@@ -151,13 +139,8 @@ class _RGBWorkflow:
     def run(self, exit_on_error: bool = False) -> Any:
         """Run the workflow. With ``exit_on_error`` (command-line use) a user error ends the process with
         status 2 and a one-line message, no traceback."""
-        try:
+        with exit_on_user_error(exit_on_error):
             result = self._run()
-        except LdctClipError as e:
-            if not exit_on_error:
-                raise
-            log.error("error: %s", e)
-            raise SystemExit(2) from None
         if exit_on_error and self.failed:
             raise SystemExit(2)
         return result

@@ -269,15 +269,8 @@ def evaluate_pairs(
     *,
     denoiser: Callable[[np.ndarray, SliceProgress | None], np.ndarray] | None = None,
     network_name: str = "network",
-    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
-    classical: Sequence[str] = ("nlm",),
-    noise_roi: Sequence[int] | None = None,
-    nps_size: int | None = None,
-    display_windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS,
-    write_png: bool = True,
-    write_volumes: bool = False,
     progress: bool = False,
-    header: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> EvaluationReport:
     """Denoise and score paired cases; write CSV tables, a markdown summary and PNG figures.
 
@@ -305,11 +298,11 @@ def evaluate_pairs(
         denoiser: ``denoiser(volume_hu, progress) -> volume_hu`` for ``(X, Y, Z)`` HU volumes, e.g. the network
             through :func:`~ldct_clip.inference.denoise_volume`; ``None`` scores the baselines only.
         network_name: method name of the denoiser's rows.
-        protocols: names from :data:`~ldct_clip.metrics.PROTOCOLS`.
-        classical: names from :data:`CLASSICAL_DENOISERS`.
-        noise_roi, nps_size, display_windows, write_png, write_volumes: see above.
         progress: progress bars (slices) on stderr.
-        header: extra ``key: value`` lines for the top of ``summary.md`` (checkpoint, settings).
+        settings: the :class:`CaseScorer` settings: ``protocols`` (names from :data:`~ldct_clip.metrics.PROTOCOLS`),
+            ``classical`` (names from :data:`CLASSICAL_DENOISERS`), ``noise_roi``, ``nps_size``,
+            ``display_windows``, ``write_png``, ``write_volumes`` (see above), ``header`` (extra ``key: value``
+            lines for the top of ``summary.md``).
 
     Returns:
         An :class:`EvaluationReport`.
@@ -318,15 +311,12 @@ def evaluate_pairs(
         InputError: unknown protocol or denoiser, bad ROI or windows, LDCT/NDCT shapes that differ, unreadable
             cases, output inside an input.
     """
-    if not pairs:
-        check_settings(protocols, classical, display_windows)
-        raise InputError("no LDCT/NDCT pairs to evaluate.")
     scorer = CaseScorer(
         output_dir, sources=[c.source for p in pairs for c in (p.ldct, p.ndct)],
-        network_name=network_name if denoiser is not None else None, protocols=protocols, classical=classical,
-        noise_roi=noise_roi, nps_size=nps_size, display_windows=display_windows, write_png=write_png,
-        write_volumes=write_volumes, progress=progress, header=header,
+        network_name=network_name if denoiser is not None else None, progress=progress, **settings,
     )
+    if not pairs:
+        raise InputError("no LDCT/NDCT pairs to evaluate.")
     for pair in pairs:
         ld, nd = read_case(pair.ldct), read_case(pair.ndct)
         for vol in (ld, nd):

@@ -564,3 +564,18 @@ def test_identity_network_round_trips_and_test_sets_are_selectable(tmp_path):
     with pytest.raises(InputError, match="unknown noise kind"):
         run_config(rgb_config(NATURAL_EVALUATE, dataset_dir=str(root), output_dir=str(tmp_path / "e"),
                               noise_suite={"blur": [1]}, network_def=None))
+
+
+def test_an_evaluation_stops_at_an_image_that_fails(tmp_path, caplog):
+    # its tables must not silently miss an image: the first image that fails ends the run with its error
+    root = _natural_test_root(tmp_path / "test")
+    (root / "Kodak24" / "broken.png").write_bytes(b"not an image")
+    overrides = {"dataset_dir": str(root), "output_dir": str(tmp_path / "eval"), "noise_suite": {"gaussian": [15]},
+                 "network_def": "$torch.nn.Identity()", "allow_untrained": True}
+    with pytest.raises(InputError, match="broken.png"):
+        run_config(rgb_config(NATURAL_EVALUATE, **overrides))
+    assert not (tmp_path / "eval" / "metrics.csv").exists()
+    evaluator = rgb_config(NATURAL_EVALUATE, **overrides).get_parsed_content("evaluator")
+    with caplog.at_level(logging.ERROR, logger="ldct_clip"), pytest.raises(SystemExit) as exc:
+        evaluator.run(exit_on_error=True)
+    assert exc.value.code == 2 and "broken.png" in caplog.text and not evaluator.failures

@@ -1,4 +1,4 @@
-"""Speed and peak memory of the bundle's pipeline (``inference.json`` run by ``CTDenoisingEvaluator``) against
+"""Speed and peak memory of the bundle's pipeline (``inference.json`` run by ``CaseEvaluator``) against
 the in-memory ``denoise_volume`` on the same volume, each in its own process.
 
 The volume is a procedural phantom written as an int16 NIfTI file; the network is the shipped demo weights

@@ -16,11 +16,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from ldct_clip import bundle_root
+from ldct_clip.bundle import run_config
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
 from ldct_clip.rgb.images import (
-    ImageFolder,
-    LoadRGBd,
     find_images,
     find_pairs,
     output_names,
@@ -30,9 +29,9 @@ from ldct_clip.rgb.images import (
     to_uint8,
     write_png,
 )
-from ldct_clip.rgb.datasets import NoisyImageSet, RealNoiseTestSets, SyntheticNoiseSet, noise_seed
+from ldct_clip.rgb.datasets import NoisyImageSet, noise_seed
+from ldct_clip.rgb.evaluation import RGBEvaluationHandler
 from ldct_clip.rgb.training import RGBImageQualityMetric
-from ldct_clip.rgb.workflows import ImageDenoisingWorkflow, RealNoiseEvaluation, SyntheticNoiseEvaluation
 from ldct_clip.rgb.noise import NOISE_SUITE, noise_suite_settings
 from test_bundle import monai_bundle
 from tolerances import assert_rounded_close, assert_text_matches
@@ -62,11 +61,23 @@ def run_configs(configs: list[Path], *args: str):
                         "--logging_file", str(BUNDLE_CONFIGS / "logging.conf"), *args)
 
 
-def folder_dataset(folder: Path, output_dir: Path):
-    """What configs/natural/inference.json declares as `dataset`: the folder's images, read by LoadRGBd."""
-    from monai.data import Dataset
+def rgb_config(configs: list[Path], **overrides):
+    """The config chain parsed with ``overrides``, as `monai.bundle run --config_file ... --<id> <value>` builds it."""
+    parser = parse(configs)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
 
-    return Dataset(ImageFolder(folder, output_dir=output_dir), transform=LoadRGBd(keys="image"))
+
+def folder_run(folder: Path, output_dir: Path, **overrides):
+    """configs/natural/inference.json over ``folder``: its parser and the evaluator it declares (not yet run)."""
+    parser = rgb_config(NATURAL_INFERENCE, dataset_dir=str(folder), output_dir=str(output_dir), **overrides)
+    return parser, parser.get_parsed_content("evaluator")
+
+
+def written_paths(parser) -> list[Path]:
+    """The PNGs the last run of a folder config wrote, in order (its summary handler's record)."""
+    return [p for r in parser.get_parsed_content("case_summary").results if r.ok for p in r.outputs]
 
 
 def crop(name: str, size: int = 64) -> np.ndarray:
@@ -250,8 +261,9 @@ def test_natural_training_runs_and_its_model_denoises_a_folder(tmp_path):
     model = load_checkpoint(ckpt / "model.pt")
     assert model.in_channels == 3 and model.out_channels == 3
     # the trained model.pt goes straight into the folder workflow (network shaped after the checkpoint)
-    written = ImageDenoisingWorkflow(folder_dataset(val, tmp_path / "denoised"), tmp_path / "denoised", None,
-                                     ckpt_path=ckpt / "model.pt", progress=False).run()
+    parser, evaluator = folder_run(val, tmp_path / "denoised", network_def=None, ckpt_path=str(ckpt / "model.pt"))
+    evaluator.run()
+    written = written_paths(parser)
     assert sorted(p.name for p in written) == ["astronaut.png", "coffee.png"]
 
 
@@ -294,11 +306,14 @@ def test_inference_config_has_the_keys_tools_rely_on(tmp_path):
     for key in ("bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer",
                 "preprocessing", "postprocessing", "handlers", "output_dir"):
         assert key in parser, key
-    parser["dataset_dir"] = str(tmp_path)
+    parser["dataset_dir"], parser["output_dir"] = str(tmp_path), str(tmp_path / "out")
     item = parser.get_parsed_content("dataset")[0]
     assert tuple(item["image"].shape) == (3, 40, 40) and item["name"] == "a.png"
-    post = parser.get_parsed_content("postprocessing")({"pred": torch.tensor([[[-0.2, 0.5, 1.3]]]).expand(3, 1, 3)})
+    post = parser.get_parsed_content("postprocessing")({"pred": torch.tensor([[[-0.2, 0.5, 1.3]]]).expand(3, 1, 3),
+                                                        "name": "x.png"})
     assert post["pred"].dtype == torch.uint8 and post["pred"][0, 0].tolist() == [0, 128, 255]
+    assert post["outputs"] == [str(tmp_path / "out" / "x.png")]  # the last step writes the 8-bit PNG
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "x.png"))[0], [[0, 0, 0], [128] * 3, [255] * 3])
 
 
 def test_inference_reads_the_checkpoint_that_training_writes(tmp_path):
@@ -310,12 +325,14 @@ def test_inference_reads_the_checkpoint_that_training_writes(tmp_path):
 
 def test_rgb_workflows_parse_text_booleans(tmp_path):
     # fire passes `--save_images false` as the text 'false', which would be truthy
-    evaluation = RealNoiseEvaluation(RealNoiseTestSets(tmp_path), output_dir=tmp_path / "out", network=None,
-                                  save_images="false", allow_untrained="False", channels_last="0", compile="no")
-    assert (evaluation.save_images, evaluation.allow_untrained, evaluation.channels_last, evaluation.compile) == (
+    parser = rgb_config(SRGB_EVALUATE, dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"), network_def=None,
+                        save_images="false", allow_untrained="False", channels_last="0", compile="no")
+    parser.get_parsed_content("evaluator")  # the whole chain builds from the text values
+    evaluation, loader = parser.get_parsed_content("evaluation"), parser.get_parsed_content("checkpoint_loader")
+    assert (evaluation.save_images, loader.allow_untrained, loader.channels_last, loader.compile) == (
         False, False, False, False)
     with pytest.raises(InputError, match="save_images must be true or false"):
-        RealNoiseEvaluation(RealNoiseTestSets(tmp_path), output_dir=tmp_path / "out", network=None, save_images="maybe")
+        RGBEvaluationHandler(tmp_path / "out", save_images="maybe")
 
 
 def test_train_configs_follow_the_paper():
@@ -499,24 +516,21 @@ def test_validation_noise_is_seeded_per_image(tmp_path):
 def test_rgb_workflow_errors_are_user_errors(tmp_path, tiny_checkpoint, caplog):
     save(tmp_path / "in" / "a.png", crop("astronaut", 32))
     # a CT (1-channel) checkpoint in the RGB workflow
-    wf = ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "out"), tmp_path / "out", None,
-                                ckpt_path=tiny_checkpoint, progress=False)
+    _, wf = folder_run(tmp_path / "in", tmp_path / "out", network_def=None, ckpt_path=str(tiny_checkpoint))
     with pytest.raises(WeightsError, match="3-channel"):
         wf.run()
     with caplog.at_level(logging.ERROR, logger="ldct_clip"), pytest.raises(SystemExit) as exc:
         wf.run(exit_on_error=True)
     assert exc.value.code == 2 and "3-channel" in caplog.text
     with pytest.raises(WeightsError, match="no checkpoint"):
-        ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "out"), tmp_path / "out", None,
-                               ckpt_path=tmp_path / "none.pt").run()
+        folder_run(tmp_path / "in", tmp_path / "out", network_def=None, ckpt_path=str(tmp_path / "none.pt"))[1].run()
     with pytest.raises(InputError, match="input folder"):
-        ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "in"), tmp_path / "in", None,
-                               ckpt_path=RGB_CHECKPOINT).run()
+        folder_run(tmp_path / "in", tmp_path / "in", network_def=None, ckpt_path=str(RGB_CHECKPOINT))[1].run()
     # a corrupt image fails alone; the others are written
     (tmp_path / "in" / "b.png").write_bytes(b"broken")
-    wf = ImageDenoisingWorkflow(folder_dataset(tmp_path / "in", tmp_path / "in" / "out"), tmp_path / "in" / "out",
-                                None, ckpt_path=RGB_CHECKPOINT, progress=False)
-    assert [p.name for p in wf.run()] == ["a.png"] and wf.failed == ["b.png"]
+    parser, wf = folder_run(tmp_path / "in", tmp_path / "in" / "out", network_def=None, ckpt_path=str(RGB_CHECKPOINT))
+    wf.run()
+    assert [p.name for p in written_paths(parser)] == ["a.png"] and list(wf.failures) == ["b.png"]
     with pytest.raises(SystemExit):
         wf.run(exit_on_error=True)
 
@@ -524,16 +538,18 @@ def test_rgb_workflow_errors_are_user_errors(tmp_path, tiny_checkpoint, caplog):
 def test_identity_network_round_trips_and_test_sets_are_selectable(tmp_path):
     root = _natural_test_root(tmp_path / "test")
     # folder denoising with an identity network writes back the input pixels exactly
-    written = ImageDenoisingWorkflow(folder_dataset(root, tmp_path / "same"), tmp_path / "same", torch.nn.Identity(),
-                                     allow_untrained=True, progress=False).run()
+    identity = {"network_def": "$torch.nn.Identity()", "allow_untrained": True}
+    parser = rgb_config(NATURAL_INFERENCE, dataset_dir=str(root), output_dir=str(tmp_path / "same"), **identity)
+    run_config(parser)
+    written = written_paths(parser)
     assert [p.relative_to(tmp_path / "same").as_posix() for p in written] == [
         "CBSD68/astronaut.png", "CBSD68/coffee.png", "Kodak24/chelsea.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(written[2])), crop("chelsea"))
 
     def evaluate(dataset_dir: Path, **kwargs) -> list[dict[str, str]]:
         out = tmp_path / "eval"
-        data = SyntheticNoiseSet(dataset_dir, noise_suite={"gaussian": [15], "salt_pepper": 0.02}, **kwargs)
-        SyntheticNoiseEvaluation(data, out, torch.nn.Identity(), allow_untrained=True, progress=False).run()
+        run_config(rgb_config(NATURAL_EVALUATE, dataset_dir=str(dataset_dir), output_dir=str(out),
+                              noise_suite={"gaussian": [15], "salt_pepper": 0.02}, **identity, **kwargs))
         return read_csv(out / "metrics.csv")
 
     rows = evaluate(root, datasets="Kodak24")
@@ -546,4 +562,20 @@ def test_identity_network_round_trips_and_test_sets_are_selectable(tmp_path):
     with pytest.raises(InputError, match="not found"):
         evaluate(root, datasets=["Urban100"])
     with pytest.raises(InputError, match="unknown noise kind"):
-        SyntheticNoiseEvaluation(SyntheticNoiseSet(root, noise_suite={"blur": [1]}), tmp_path / "e", None).run()
+        run_config(rgb_config(NATURAL_EVALUATE, dataset_dir=str(root), output_dir=str(tmp_path / "e"),
+                              noise_suite={"blur": [1]}, network_def=None))
+
+
+def test_an_evaluation_stops_at_an_image_that_fails(tmp_path, caplog):
+    # its tables must not silently miss an image: the first image that fails ends the run with its error
+    root = _natural_test_root(tmp_path / "test")
+    (root / "Kodak24" / "broken.png").write_bytes(b"not an image")
+    overrides = {"dataset_dir": str(root), "output_dir": str(tmp_path / "eval"), "noise_suite": {"gaussian": [15]},
+                 "network_def": "$torch.nn.Identity()", "allow_untrained": True}
+    with pytest.raises(InputError, match="broken.png"):
+        run_config(rgb_config(NATURAL_EVALUATE, **overrides))
+    assert not (tmp_path / "eval" / "metrics.csv").exists()
+    evaluator = rgb_config(NATURAL_EVALUATE, **overrides).get_parsed_content("evaluator")
+    with caplog.at_level(logging.ERROR, logger="ldct_clip"), pytest.raises(SystemExit) as exc:
+        evaluator.run(exit_on_error=True)
+    assert exc.value.code == 2 and "broken.png" in caplog.text and not evaluator.failures

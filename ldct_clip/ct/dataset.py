@@ -2,13 +2,10 @@
 (:class:`CTPairDataset`).
 
 Items are ``{"image": <files of the case>, "name": <case name>}`` (pairs add ``"label"``: the reference's
-files) before the transform, which loads them (``LoadCTImaged``). A case that cannot be used (a corrupt file,
-wrong modality, a path in the way of an output) becomes ``{"name": ..., "error": <message>}`` instead of
-stopping the run: the evaluator reports it and goes on (:class:`~ldct_clip.engine.evaluator.CTDenoisingEvaluator`).
-
-A dataset that cannot list its cases at all (missing input, nothing found, output inside the input) is empty
-and keeps the error in :attr:`CaseDataset.listing_error`, raised when the run starts, so that building a
-bundle config never fails with a traceback for a user's mistake.
+files) before the transform, which loads them (``LoadCTImaged``). Both are
+:class:`~ldct_clip.engine.dataset.CaseDataset` instances: a case that cannot be used (a corrupt file, wrong modality, a
+path in the way of an output) becomes ``{"name": ..., "error": <message>}`` and the run goes on; a folder whose
+cases cannot be listed keeps the error in ``listing_error`` for the run's start.
 """
 
 from __future__ import annotations
@@ -18,60 +15,22 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monai.data import Dataset
-
 from ldct_clip.bundle import as_flag
-from ldct_clip.errors import InputError, LdctClipError, user_error
+from ldct_clip.errors import LdctClipError
 from ldct_clip.ct.io.cases import Case, find_cases
-from ldct_clip.engine.shards import Shard, resolve_shard, select
+from ldct_clip.engine.dataset import CaseDataset
+from ldct_clip.engine.shards import resolve_shard, select
 from ldct_clip.reporting.warnings_log import warnings_logged_once
 from ldct_clip.ct.outputs import CaseOutputs
 from ldct_clip.ct.pairs import CasePair, pair_cases
 
-__all__ = ["CTCaseDataset", "CTPairDataset", "CaseDataset"]
+__all__ = ["CTCaseDataset", "CTPairDataset"]
 
 log = logging.getLogger("ldct_clip")
 
 
 def _files(case: Case) -> str | list[str]:
     return [str(p) for p in case.paths] if len(case.paths) > 1 else str(case.paths[0])
-
-
-class CaseDataset(Dataset):
-    """A MONAI ``Dataset`` of CT cases whose items fail one by one (see the module docstring).
-
-    Args:
-        data: the items (``{"image": ..., "name": ...}``).
-        transform: the preprocessing.
-        errors: messages of cases already known to be unreadable, by name.
-        outputs: checked for each case before it is read (:meth:`CaseOutputs.check_case`).
-        listing_error: why no cases could be listed (raised when the run starts).
-    """
-
-    def __init__(self, data: Sequence[dict[str, Any]], transform: Callable | None = None, *,
-                 errors: dict[str, str] | None = None, outputs: CaseOutputs | None = None,
-                 listing_error: LdctClipError | None = None) -> None:
-        super().__init__(list(data), transform)
-        self.errors = dict(errors or {})
-        self.outputs = outputs
-        self.listing_error = listing_error
-        self.skipped: list[str] = []  # complete outputs of an earlier run were kept
-        self.shard: Shard | None = None
-        self.total = len(self.data)
-
-    def _transform(self, index: int) -> dict[str, Any]:
-        name = self.data[index]["name"]
-        try:
-            if name in self.errors:
-                raise InputError(self.errors[name])
-            if self.outputs is not None:
-                self.outputs.check_case(name)
-            return super()._transform(index)
-        except Exception as exc:
-            error = user_error(exc)
-            if error is None:
-                raise
-            return {"name": name, "error": str(error)}
 
 
 class CTCaseDataset(CaseDataset):
@@ -90,6 +49,7 @@ class CTCaseDataset(CaseDataset):
     def __init__(self, dataset_dir: str | os.PathLike, transform: Callable | None = None, *,
                  outputs: CaseOutputs | None = None, shard: str | Sequence[int] | None = None,
                  skip_complete: bool | str = False) -> None:
+        self.outputs = outputs
         try:
             if outputs is not None:
                 outputs.check_folder(dataset_dir)
@@ -106,10 +66,15 @@ class CTCaseDataset(CaseDataset):
             skipped = [c.name for c in cases if outputs.is_complete(c)]
             cases = [c for c in cases if c.name not in skipped]
         super().__init__([{"image": _files(c), "name": c.name} for c in cases], transform,
-                         errors={c.name: c.error for c in cases if c.error}, outputs=outputs)
+                         errors={c.name: c.error for c in cases if c.error})
         self.skipped, self.shard, self.total = skipped, resolved, total
         for name in skipped:
             log.info("%s: skipped: complete outputs of an earlier run exist", name)
+
+    def check(self, name: str) -> None:
+        """Refuse a case whose outputs cannot be written (:meth:`CaseOutputs.check_case`) before it is read."""
+        if self.outputs is not None:
+            self.outputs.check_case(name)
 
 
 class CTPairDataset(CaseDataset):

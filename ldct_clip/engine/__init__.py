@@ -1,6 +1,8 @@
-"""Engines of ldct-clip: the evaluator the bundle's inference runs, the trainer, the slice inferer, precision."""
+"""Engines of ldct-clip: the evaluator every bundle config runs and its datasets, the trainer, the slice inferer,
+precision."""
 
-from ldct_clip.engine.evaluator import CaseEvents, CTDenoisingEvaluator, case_names
+from ldct_clip.engine.dataset import CaseDataset, LazyItems
+from ldct_clip.engine.evaluator import CaseEvaluator, CaseEvents, case_names
 from ldct_clip.engine.inferer import SliceSlidingWindowInferer
 
-__all__ = ["CTDenoisingEvaluator", "CaseEvents", "SliceSlidingWindowInferer", "case_names"]
+__all__ = ["CaseDataset", "CaseEvaluator", "CaseEvents", "LazyItems", "SliceSlidingWindowInferer", "case_names"]

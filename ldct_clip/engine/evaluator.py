@@ -1,10 +1,12 @@
-"""The evaluator ``monai.bundle run`` executes: MONAI's ``SupervisedEvaluator`` over CT cases, one case a batch.
+"""The evaluator ``monai.bundle run`` executes, for every config (CT, natural images, sRGB): MONAI's
+``SupervisedEvaluator`` over cases -- a CT series, an RGB image --, one case a batch.
 
-What it adds to ``SupervisedEvaluator`` is what a cohort of clinical data needs:
+What it adds to ``SupervisedEvaluator`` is what a cohort of real data needs:
 
 * a case that fails with a user error (unreadable input, refused by the reader, a write that cannot be done)
-  fires :attr:`CaseEvents.CASE_FAILED`, is recorded in :attr:`CTDenoisingEvaluator.failures` and the run goes
-  on with the next case (handlers discard its staged outputs and report it);
+  fires :attr:`CaseEvents.CASE_FAILED`, is recorded in :attr:`CaseEvaluator.failures` and the run goes
+  on with the next case (handlers discard its staged outputs and report it); an evaluation whose tables must not
+  silently miss a case (``keep_going=False``) ends the run with that error instead;
 * ``run(exit_on_error=True)`` ends the process with status 2 and one line per problem, no traceback, when the
   dataset could not be listed, a handler refused to start (no weights) or any case failed;
 * a process whose share of a sharded cohort is empty still fires ``STARTED`` and ``COMPLETED``, so that it
@@ -20,15 +22,16 @@ from typing import Any
 from ignite.engine import EventEnum, Events
 from monai.engines import SupervisedEvaluator
 
+from ldct_clip.bundle import as_flag
 from ldct_clip.errors import InputError, exit_on_user_error, user_error
 
-__all__ = ["CTDenoisingEvaluator", "CaseEvents", "case_names"]
+__all__ = ["CaseEvaluator", "CaseEvents", "case_names"]
 
 log = logging.getLogger("ldct_clip")
 
 
 class CaseEvents(EventEnum):
-    """Events of :class:`CTDenoisingEvaluator`; ``engine.state.batch`` holds the case's batch when they fire."""
+    """Events of :class:`CaseEvaluator`; ``engine.state.batch`` holds the case's batch when they fire."""
 
     CASE_FAILED = "case_failed"
 
@@ -43,20 +46,27 @@ def case_names(batch: Any) -> list[str]:
     return []
 
 
-class CTDenoisingEvaluator(SupervisedEvaluator):
+class CaseEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` whose cases fail one at a time (see the module docstring).
 
-    Takes ``SupervisedEvaluator``'s arguments. Batches come from :class:`~ldct_clip.ct.dataset.CaseDataset`:
-    an item that could not be loaded is ``{"name": ..., "error": <message>}``.
+    Takes ``SupervisedEvaluator``'s arguments, and:
+
+    Args:
+        keep_going: a case that fails with a user error is reported and the run goes on (default); ``False``:
+            the error ends the run (raised by :meth:`run`, exit status 2 from the command line).
+
+    Batches come from :class:`~ldct_clip.engine.dataset.CaseDataset`: an item that could not be loaded is
+    ``{"name": ..., "error": <message>}``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keep_going: bool | str = True, **kwargs: Any) -> None:
         kwargs["event_names"] = [*(kwargs.get("event_names") or []), CaseEvents]
         super().__init__(*args, **kwargs)
+        self.keep_going = as_flag(keep_going, "keep_going")
         self.failures: dict[str, str] = {}
         self.add_event_handler(Events.STARTED, lambda engine: engine.failures.clear())
 
-    def _iteration(self, engine: CTDenoisingEvaluator, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
+    def _iteration(self, engine: CaseEvaluator, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         try:
             errors = batchdata.get("error")
             if errors:
@@ -66,6 +76,8 @@ class CTDenoisingEvaluator(SupervisedEvaluator):
             error = user_error(exc)
             if error is None:
                 raise
+            if not engine.keep_going:
+                raise error from None
             for name in case_names(batchdata):
                 engine.failures[name] = str(error)
                 log.error("%s: FAILED: %s", name, error)
@@ -84,6 +96,9 @@ class CTDenoisingEvaluator(SupervisedEvaluator):
                 self.fire_event(Events.STARTED)
                 self.fire_event(Events.COMPLETED)
             else:
+                # ignite (0.5) keeps the generator of a run that raised and would resume it: the next run() would
+                # return at once having done nothing. Every run here is a fresh pass over the cases.
+                self._internal_run_generator = None
                 super().run()
         if self.failures and exit_on_error:
             raise SystemExit(2)

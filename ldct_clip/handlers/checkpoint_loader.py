@@ -38,28 +38,36 @@ class StrictCheckpointLoader:
         option: how the door the user came through spells ``ckpt_path`` in messages (the bundle's
             ``--ckpt_path``, the CLI's ``--checkpoint``).
         how_to_train: where a missing checkpoint can come from, for the message.
+        in_channels: refuse a network that takes another number of input channels (the RGB configs: 3, so that
+            a CT checkpoint is refused in one line); ``None``: any.
+        wrong_channels: what the message says after "the network takes N-channel input; " (default: the config
+            needs an ``in_channels``-channel model).
 
-    :meth:`load` does the same for code that runs the network outside an engine (the RGB workflows).
+    ``engine.network`` may be ``None``: the ``CLIPDenoiser`` the checkpoint holds is built (the network then has
+    the checkpoint's shape, whatever it is).
     """
 
     def __init__(self, ckpt_path: str | os.PathLike | None, allow_untrained: bool | str = False,
                  channels_last: bool | str = True, compile: bool | str = False, option: str = "--ckpt_path",
-                 how_to_train: str = "train one with monai_bundle/configs/train.json") -> None:
+                 how_to_train: str = "train one with monai_bundle/configs/train.json", in_channels: int | None = None,
+                 wrong_channels: str | None = None) -> None:
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
         self.channels_last = as_flag(channels_last, "channels_last")
         self.compile = as_flag(compile, "compile")
         self.option = option
         self.how_to_train = how_to_train
-        self._network: torch.nn.Module | None = None  # as configured; engine.network becomes its prepared copy
+        self.in_channels = None if in_channels is None else int(in_channels)
+        self.wrong_channels = wrong_channels or f"this config needs a {in_channels}-channel model"
+        self._configured: tuple[torch.nn.Module | None] | None = None  # engine.network as configured, once seen
 
     def attach(self, engine: Any) -> None:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Any) -> None:
-        if self._network is None:
-            self._network = engine.network
-        engine.network = self.load(self._network, engine.state.device)
+        if self._configured is None:  # a second run starts again from the configured network, not the prepared one
+            self._configured = (engine.network,)
+        engine.network = self.load(self._configured[0], engine.state.device)
 
     def load(self, network: torch.nn.Module | None, device: str | torch.device) -> torch.nn.Module:
         """Load the checkpoint into ``network`` (``None``: build the ``CLIPDenoiser`` the checkpoint holds) and
@@ -85,4 +93,7 @@ class StrictCheckpointLoader:
                 f"no checkpoint at {where}. Put the trained weights there (see `ldct-clip weights`), pass "
                 f"`{self.option} PATH`, or {self.how_to_train}."
             )
+        channels = getattr(network, "in_channels", None)
+        if self.in_channels is not None and channels is not None and channels != self.in_channels:
+            raise WeightsError(f"the network takes {channels}-channel input; {self.wrong_channels}.")
         return prepare_model(network, device, channels_last=self.channels_last, compile=self.compile)

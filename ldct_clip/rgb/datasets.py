@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ldct_clip.engine.dataset import LazyItems
 from ldct_clip.errors import InputError
 from ldct_clip.rgb.images import (
     ImagePair,
-    LazyItems,
     find_images,
     find_pairs,
     output_names,
@@ -113,7 +113,7 @@ class SyntheticNoiseSet(LazyItems):
         clip_noisy: noise kinds whose noisy image is clipped to [0, 1] (the reference clips Poisson-noisy images
             and feeds the Gaussian ones unclipped).
 
-    Raises (on first use, see :class:`~ldct_clip.rgb.images.LazyItems`):
+    Raises (on first use, see :class:`~ldct_clip.engine.dataset.LazyItems`):
         InputError: no such folder or test set, no images, or a bad ``noise_suite``.
     """
 

@@ -36,7 +36,6 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -45,6 +44,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
+from ldct_clip.engine.dataset import LazyItems
 from ldct_clip.errors import InputError
 from ldct_clip.reporting.figures import save_png
 
@@ -54,9 +54,10 @@ __all__ = [
     "CLEAN_TOKENS",
     "ImageFolder",
     "ImagePair",
-    "LazyItems",
     "LoadRGB",
     "LoadRGBd",
+    "SaveRGB",
+    "SaveRGBd",
     "find_images",
     "find_pairs",
     "output_names",
@@ -139,33 +140,6 @@ def output_names(paths: Sequence[Path], root: str | os.PathLike) -> list[str]:
     ]
 
 
-class LazyItems(Sequence):
-    """A sequence of data items whose records are listed on first use, for a MONAI ``Dataset``.
-
-    A bundle config builds its ``dataset`` while it is parsed, before the workflow runs: listing there would
-    turn a missing folder into a traceback. Listed on first use, a user error surfaces inside the workflow's
-    ``run``, which reports it in one line. Subclasses list the records (:meth:`_list`, cheap: paths and names)
-    and load one item from its record (:meth:`_load`).
-    """
-
-    @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        """The records, listed once (raises the subclass's ``InputError`` for bad input)."""
-        return self._list()
-
-    def _list(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _load(self, record: dict[str, Any]) -> dict[str, Any]:
-        return dict(record)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
-        return self._load(self.records[index])
-
-
 class ImageFolder(LazyItems):
     """The images under ``folder`` as records ``{"image": path, "name": output name}`` (:func:`find_images`,
     :func:`output_names`), for a MONAI ``Dataset`` whose transforms start with :class:`LoadRGBd`.
@@ -175,7 +149,7 @@ class ImageFolder(LazyItems):
         output_dir: where the outputs ``<output_dir>/<name>`` go, if anywhere. It may lie inside ``folder`` (its
             content is then not listed) but must not be ``folder`` itself, nor make an output overwrite an input.
 
-    Raises (on first use, see :class:`LazyItems`):
+    Raises (on first use, see :class:`~ldct_clip.engine.dataset.LazyItems`):
         InputError: no such folder, no images, or an ``output_dir`` that would overwrite the input.
     """
 
@@ -304,6 +278,34 @@ class LoadRGBd(MapTransform):
         for key in self.key_iterator(d):
             d[f"{key}_path"] = str(d[key])
             d[key] = self.loader(d[key])
+        return d
+
+
+class SaveRGB(Transform):
+    """Array transform: write a ``(3, H, W)`` image (float in [0, 1] or uint8) as the 8-bit PNG
+    ``output_dir/<name>``, atomically (:func:`write_png`); returns the path written."""
+
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        self.output_dir = Path(output_dir).expanduser()
+
+    def __call__(self, image: np.ndarray | torch.Tensor, name: str) -> Path:
+        return write_png(self.output_dir / name, image)
+
+
+class SaveRGBd(MapTransform):
+    """Dictionary version of :class:`SaveRGB`: writes each image under ``keys`` as ``output_dir/<d[name_key]>`` and
+    lists the paths written under ``d[output_key]`` (strings), as the CT writers do."""
+
+    def __init__(self, keys: KeysCollection, output_dir: str | os.PathLike, name_key: str = "name",
+                 output_key: str = "outputs", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.saver = SaveRGB(output_dir)
+        self.name_key = name_key
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        d[self.output_key] = [str(self.saver(d[key], str(d[self.name_key]))) for key in self.key_iterator(d)]
         return d
 
 

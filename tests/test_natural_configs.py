@@ -19,16 +19,10 @@ from ldct_clip import bundle_root
 from ldct_clip.bundle import run_config
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
-from ldct_clip.rgb.images import (
-    find_images,
-    find_pairs,
-    output_names,
-    psnr_8bit,
-    read_rgb,
-    ssim_8bit,
-    to_uint8,
-    write_png,
-)
+from ldct_clip.rgb.folders import find_images, output_names
+from ldct_clip.rgb.io import read_rgb, to_uint8, write_png
+from ldct_clip.rgb.metrics import psnr_8bit, ssim_8bit
+from ldct_clip.rgb.pairs import find_pairs
 from ldct_clip.rgb.datasets import NoisyImageSet, noise_seed
 from ldct_clip.rgb.evaluation import RGBEvaluationHandler
 from ldct_clip.rgb.training import RGBImageQualityMetric
@@ -154,7 +148,7 @@ def test_the_declared_components_are_what_the_bundle_runs(tmp_path):
     # edit the dataset (another folder), the preprocessing (a flip added) and the postprocessing (another range)
     r = run_configs(NATURAL_INFERENCE, "--dataset_dir", str(src), "--output_dir", str(edited), *identity,
                     "--dataset#data#folder", str(src / "sub"),
-                    "--preprocessing#transforms", "[{'_target_': 'ldct_clip.rgb.images.LoadRGBd', 'keys': 'image'}, "
+                    "--preprocessing#transforms", "[{'_target_': 'ldct_clip.rgb.io.LoadRGBd', 'keys': 'image'}, "
                     "{'_target_': 'Flipd', 'keys': 'image', 'spatial_axis': 1}]",
                     "--postprocessing#transforms#0#b_max", "127.0")
     check_ok(r)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+
 
 from ldct_clip.bundle import as_flag
 from ldct_clip.errors import LdctClipError

@@ -14,14 +14,9 @@ import numpy as np
 
 from ldct_clip.engine.dataset import LazyItems
 from ldct_clip.errors import InputError
-from ldct_clip.rgb.images import (
-    ImagePair,
-    find_images,
-    find_pairs,
-    output_names,
-    read_rgb,
-    to_uint8,
-)
+from ldct_clip.rgb.folders import find_images, output_names
+from ldct_clip.rgb.io import read_rgb, to_uint8
+from ldct_clip.rgb.pairs import ImagePair, find_pairs
 from ldct_clip.rgb.noise import NOISE_KINDS, NOISE_SUITE, add_noise
 
 __all__ = ["NoisyImageSet", "NoisyCleanImageSet", "RealNoiseTestSets", "SyntheticNoiseSet", "noise_seed", "training_images"]
@@ -163,7 +158,7 @@ class RealNoiseTestSets(LazyItems):
     """Real-noise test sets of noisy/clean pairs (SIDD, PolyU, CC), for a MONAI ``Dataset``.
 
     Items, test set by test set: ``{"image": noisy, "label": clean, "dataset", "name"}``, both ``(3, H, W)``
-    float32 in [0, 1] (8-bit levels). Pairs are found by name (:func:`ldct_clip.rgb.images.find_pairs`).
+    float32 in [0, 1] (8-bit levels). Pairs are found by name (:func:`ldct_clip.rgb.pairs.find_pairs`).
 
     Args:
         folder: one subfolder per test set (e.g. ``CC/``, ``PolyU/``, ``SIDD/``), or one test set.
@@ -265,7 +260,7 @@ class NoisyImageSet(Sequence):
 
 
 class NoisyCleanImageSet(Sequence):
-    """Noisy/clean pairs (:func:`ldct_clip.rgb.images.find_pairs`, e.g. SIDD validation) as validation items
+    """Noisy/clean pairs (:func:`ldct_clip.rgb.pairs.find_pairs`, e.g. SIDD validation) as validation items
     ``{"image": noisy, "label": clean, "name"}``, both ``(3, H, W)`` float32 in [0, 1] (8-bit levels)."""
 
     def __init__(self, folder: str | os.PathLike, max_images: int | None = None) -> None:

@@ -8,11 +8,8 @@ import logging
 import torch
 
 from ldct_clip.errors import InputError
-from ldct_clip.rgb.images import (
-    psnr_8bit,
-    ssim_8bit,
-    to_uint8,
-)
+from ldct_clip.rgb.io import to_uint8
+from ldct_clip.rgb.metrics import psnr_8bit, ssim_8bit
 from ldct_clip.engine.trainer import MeanImageMetric
 
 __all__ = ["RGBImageQualityMetric", "cosine_iterations"]
@@ -21,8 +18,8 @@ log = logging.getLogger("ldct_clip")
 
 
 class RGBImageQualityMetric(MeanImageMetric):
-    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.rgb.images.psnr_8bit`,
-    :func:`~ldct_clip.rgb.images.ssim_8bit`), for ``IgniteMetricHandler`` in a validation evaluator.
+    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.rgb.metrics.psnr_8bit`,
+    :func:`~ldct_clip.rgb.metrics.ssim_8bit`), for ``IgniteMetricHandler`` in a validation evaluator.
 
     ``y_pred`` (the network output) and ``y`` (the clean image): ``(B, C, H, W)`` in [0, 1]; both are clipped and
     rounded to 8 bits. Each call returns ``(B, 1)``; :meth:`aggregate` the mean over everything seen.

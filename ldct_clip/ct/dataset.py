@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-
 from ldct_clip.bundle import as_flag
 from ldct_clip.errors import LdctClipError
 from ldct_clip.ct.io.cases import Case, find_cases

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
@@ -23,7 +24,7 @@ from ldct_clip.ct.io.readers import read_case
 from ldct_clip.ct.io.volume import CTVolume
 from ldct_clip.reporting.warnings_log import warnings_logged_once
 
-__all__ = ["CTSeriesReader", "case_from_meta", "case_of"]
+__all__ = ["CTSeriesReader", "affine_from_meta", "case_from_meta", "case_of", "volume_array"]
 
 #: Meta keys this reader adds (array-safe: strings, so that MONAI's collate and decollate carry them).
 CASE_KIND, CASE_FILES, CASE_NAME = "case_kind", "case_files", "case_name"
@@ -50,6 +51,21 @@ def case_of(paths: str | os.PathLike | Sequence[str | os.PathLike], name: str | 
 def case_from_meta(meta: dict[str, Any]) -> Case:
     """The :class:`~ldct_clip.ct.io.cases.Case` a volume loaded by :class:`CTSeriesReader` came from."""
     return Case(str(meta[CASE_NAME]), str(meta[CASE_KIND]), [Path(p) for p in meta[CASE_FILES]])
+
+
+def affine_from_meta(meta: dict[str, Any]) -> np.ndarray:
+    """The 4x4 voxel -> RAS+ mm affine of a loaded volume's meta (a tensor after MONAI's collation), float64."""
+    affine = meta["affine"]
+    return np.asarray(affine.cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+
+
+def volume_array(value: Any) -> np.ndarray:
+    """A one-channel ``(1, X, Y, Z)`` tensor or array (a loaded or denoised volume) as a float32 ``(X, Y, Z)``
+    numpy array on the CPU."""
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim != 4 or array.shape[0] != 1:
+        raise ValueError(f"expected one channel (1, X, Y, Z), got shape {array.shape}")
+    return array[0].astype(np.float32, copy=False)
 
 
 class CTSeriesReader(ImageReader):

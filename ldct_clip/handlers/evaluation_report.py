@@ -8,28 +8,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import torch
 from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
 from ldct_clip.ct.dataset import CTPairDataset
+from ldct_clip.ct.reader import affine_from_meta, volume_array
 from ldct_clip.ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, CaseScorer, check_settings
 from ldct_clip.engine.evaluator import case_names
 
 __all__ = ["EvaluationHandler"]
 
 log = logging.getLogger("ldct_clip")
-
-
-def _hu(value: Any) -> np.ndarray:
-    """A ``(1, X, Y, Z)`` tensor as a float32 ``(X, Y, Z)`` numpy array."""
-    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    return array[0].astype(np.float32, copy=False)
-
-
-def _affine(value: Any) -> np.ndarray:
-    return np.asarray(value.affine.cpu() if isinstance(value, torch.Tensor) else value.meta["affine"], dtype=np.float64)
 
 
 class EvaluationHandler:
@@ -109,8 +98,9 @@ class EvaluationHandler:
         image_key, pred_key, label_key = self.keys
         for name, batch, output in zip(case_names(engine.state.batch), engine.state.batch, engine.state.output):
             item = {**batch, **output}
-            self.scorer.add(name, _hu(item[image_key]), _hu(item[label_key]), _affine(item[image_key]),
-                            denoised=_hu(item[pred_key]), network_seconds=seconds, ndct_affine=_affine(item[label_key]))
+            self.scorer.add(name, volume_array(item[image_key]), volume_array(item[label_key]),
+                            affine_from_meta(item[image_key].meta), denoised=volume_array(item[pred_key]),
+                            network_seconds=seconds, ndct_affine=affine_from_meta(item[label_key].meta))
 
     def completed(self, engine: Any) -> None:
         if self.scorer is None or not self.scorer.cases:

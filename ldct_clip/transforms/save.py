@@ -15,26 +15,17 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ldct_clip.ct.outputs import CaseOutputs
-from ldct_clip.ct.reader import case_from_meta
+from ldct_clip.ct.reader import affine_from_meta, case_from_meta, volume_array
 from ldct_clip.ct.io.readers import read_dicom_headers
 from ldct_clip.ct.io.writers import write_derived_series, write_nifti
 from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 from ldct_clip.reporting.warnings_log import warnings_logged_once
 
 __all__ = ["CASE_WRITERS", "CommitCaseOutputsd", "SaveDerivedSeriesd", "SaveNiftid", "SavePreviewd"]
-
-
-def _volume(value: Any) -> np.ndarray:
-    """A ``(1, X, Y, Z)`` tensor or array as a float32 ``(X, Y, Z)`` numpy array on the CPU."""
-    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    if array.ndim != 4 or array.shape[0] != 1:
-        raise ValueError(f"expected one channel (1, X, Y, Z), got shape {array.shape}")
-    return array[0].astype(np.float32, copy=False)
 
 
 class _CaseWriter(MapTransform):
@@ -49,7 +40,7 @@ class _CaseWriter(MapTransform):
         d = dict(data)
         meta = d[self.meta_key].meta
         for key in self.key_iterator(d):
-            self.write(_volume(d[key]), meta, str(d[self.name_key]), d)
+            self.write(volume_array(d[key]), meta, str(d[self.name_key]), d)
         return d
 
     def write(self, hu: np.ndarray, meta: dict[str, Any], name: str, d: dict[Hashable, Any]) -> None:
@@ -60,8 +51,7 @@ class SaveNiftid(_CaseWriter):
     """Stage ``<name>.nii.gz``: int16 HU on the input's affine (RAS+ qform and sform)."""
 
     def write(self, hu: np.ndarray, meta: dict[str, Any], name: str, d: dict[Hashable, Any]) -> None:
-        affine = np.asarray(meta["affine"].cpu() if isinstance(meta["affine"], torch.Tensor) else meta["affine"], dtype=np.float64)
-        write_nifti(hu, affine, self.outputs.stage(name, "nifti"), inputs=[case_from_meta(meta).source])
+        write_nifti(hu, affine_from_meta(meta), self.outputs.stage(name, "nifti"), inputs=[case_from_meta(meta).source])
 
 
 class SaveDerivedSeriesd(_CaseWriter):
@@ -108,7 +98,7 @@ class SavePreviewd(_CaseWriter):
         if not self.outputs.write_png:
             return
         k = hu.shape[-1] // 2
-        before, after = _volume(d[self.reference_key])[..., k], hu[..., k]
+        before, after = volume_array(d[self.reference_key])[..., k], hu[..., k]
         save_panels(
             self.outputs.stage(name, "png"),
             [("input", before, SOFT_TISSUE), ("denoised", after, SOFT_TISSUE), ("input - denoised", before - after, (0.0, 200.0))],

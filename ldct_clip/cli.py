@@ -27,6 +27,17 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return fn
 
 
+# -- bundle-path ------------------------------------------------------------------------------------------
+
+
+@command
+def cmd_bundle_path(args: argparse.Namespace) -> int:
+    from ldct_clip.bundle import bundle_root
+
+    print(bundle_root())
+    return 0
+
+
 # -- weights ----------------------------------------------------------------------------------------------
 
 
@@ -275,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("bundle-path", help="print the folder of the MONAI bundle installed with the package, for "
+                   "python -m monai.bundle run --config_file \"$(ldct-clip bundle-path)/configs/inference.json\"")
     w = sub.add_parser("weights", help="fetch CLIP encoder weights and released checkpoints into the cache")
     w.add_argument("--encoder", default="RN50", help="open_clip ResNet name (default RN50)")
     w.add_argument("--tag", default="openai", help="open_clip pretrained tag (default openai); '' to skip")

@@ -17,6 +17,8 @@ from ldct_clip import bundle_root
 BUNDLE = Path(bundle_root())
 CONFIGS = BUNDLE / "configs"
 TINY_OVERRIDES = ["--network_def#layers", "[1,1,1,1]", "--network_def#width", "8"]
+# MONAI's published bundle metadata schema (a copy of the file the zoo's CI downloads; it runs offline)
+SCHEMA = Path(__file__).parent / "fixtures" / "meta_schema_20240725.json"
 
 
 def monai_bundle(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -36,7 +38,7 @@ def run_inference(dataset_dir: Path, output_dir: Path, *extra: str) -> subproces
 
 def test_verify_metadata_offline(tmp_path):
     r = monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+                     "--filepath", str(SCHEMA))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "metadata is verified with no error" in r.stdout + r.stderr
 
@@ -48,7 +50,7 @@ def test_verify_metadata_catches_a_broken_file(tmp_path):
     del meta["network_data_format"]["outputs"]
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     r = monai_bundle("verify_metadata", "--meta_file", str(tmp_path / "metadata.json"),
-                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+                     "--filepath", str(SCHEMA))
     assert r.returncode != 0
 
 

@@ -75,6 +75,46 @@ def test_ckpt_export_torchscript(tmp_path, tiny_checkpoint):
         assert torch.allclose(scripted(x), load_checkpoint(tiny_checkpoint).eval()(x), atol=1e-6)
 
 
+ONNX_AXES = "{'input_names':['image'],'output_names':['pred'],'dynamic_axes':{'image':{0:'b',2:'h',3:'w'},'pred':{0:'b',2:'h',3:'w'}}}"
+
+
+def test_onnx_export_matches_eager_pytorch(tmp_path, tiny_checkpoint):
+    # the model card's command: one ONNX graph with dynamic batch, height and width, run by onnxruntime
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'ldct-clip[export]')")
+    onnx_file = tmp_path / "model.onnx"
+    r = monai_bundle("onnx_export", "network_def", "--filepath", str(onnx_file), "--ckpt_file", str(tiny_checkpoint),
+                     "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json"),
+                     "--input_shape", "[1,1,64,64]", "--converter_kwargs", ONNX_AXES, *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    from ldct_clip.checkpoints import load_checkpoint
+
+    model = load_checkpoint(tiny_checkpoint).eval()
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 512, 512), (1, 1, 77, 101)]:  # a whole slice and one whose sides need padding
+        x = rng.random(shape, dtype=np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        got = session.run(None, {"image": x})[0]
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_tracing_the_network_gives_no_tracer_warning(tiny_checkpoint):
+    # the input padding must not depend on Python tests of the input size, which a trace would freeze silently
+    import warnings
+
+    from ldct_clip.checkpoints import load_checkpoint
+
+    model = load_checkpoint(tiny_checkpoint).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, torch.rand(1, 1, 64, 64))
+    x = torch.rand(1, 1, 77, 101)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), atol=1e-6, rtol=0)
+
+
 def _nifti_case(folder: Path, name: str = "case.nii.gz", shape=(64, 72, 5)) -> tuple[Path, np.ndarray, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """The MONAI bundle as a library: its configs, read with overrides, and run.
 
 Every door of ldct-clip runs the bundle's components: ``python -m monai.bundle run`` reads
-``monai_bundle/configs/inference.json`` itself; ``ldct-clip denoise``, ``ldct-clip pacs denoise`` and
+the bundle's ``configs/inference.json`` itself; ``ldct-clip denoise``, ``ldct-clip pacs denoise`` and
 ``ldct-clip evaluate`` turn their options into config overrides and run the same config through
 :func:`run_config`; the MONAI Label app builds its task from the same ``inference.json``.
 """

@@ -254,3 +254,18 @@ def test_overriding_a_declared_component_changes_the_run(tmp_path, tiny_checkpoi
     windows = np.asarray(nib.load(tmp_path / "windows" / "case.nii.gz").dataobj)
     np.testing.assert_array_equal(windows[:4], -3024)
     assert np.abs(windows.astype(np.int32) - plain).max() >= 2  # more than a rounding step (kernels may differ by 1)
+
+
+def test_model_card_follows_the_model_zoo_template():
+    # the zoo's template headings, in its order; paths relative to the bundle wherever the bundle is copied
+    import re
+
+    card = (BUNDLE / "docs" / "README.md").read_text()
+    headings = re.findall(r"^#{2,3} \*\*(.+?)\*\*", card, flags=re.MULTILINE)
+    template = ["Authors", "Tags", "Model Description", "Data", "Performance", "Additinal Usage Steps",
+                "System Configuration", "Limitations", "Citation Info", "References"]
+    assert [h for h in headings if h in template] == template, headings
+    assert "monai_bundle/" not in card and "tests/" not in card
+    for link in re.findall(r"\]\(([^)#]+)\)", card):  # images and links into the bundle exist in the copy
+        if not link.startswith("http"):
+            assert (BUNDLE / "docs" / link).exists(), link

@@ -261,11 +261,11 @@ def reader_study(present_rois: np.ndarray, absent_rois: np.ndarray, observer: st
                  bootstrap: int = 200) -> ReaderStudy:
     """The LCD-CT reader study of one insert: ``readers`` random train/test splits, AUC and d' per reader.
 
-    The 95% interval of the reader mean comes from ``bootstrap`` resamplings of the images: each replicate
-    redraws, with replacement, the training and the test images of every reader's split from that split's own
-    training and test images (so they stay disjoint) and averages the readers again.  It carries the finite-
-    sample uncertainty of both the template and the test scores, which the SD over readers (splits of the
-    same images) does not.
+    The 95% interval of the reader mean is a percentile bootstrap over the test images: each replicate redraws,
+    with replacement, every reader's signal-present and signal-absent test scores (the templates stay as
+    trained) and averages the readers again.  It carries the test set's finite-sample uncertainty, which the
+    SD over readers (splits of the same images) does not; the training set's share is in the reader spread.
+    (Resampling the *training* images with replacement would duplicate them and bias a Hotelling template.)
 
     Args:
         present_rois, absent_rois: ``(N, s, s)`` ROI stacks (:func:`extract_rois`), HU.
@@ -280,26 +280,26 @@ def reader_study(present_rois: np.ndarray, absent_rois: np.ndarray, observer: st
         raise InputError("the LG_CHO observer needs the insert radius (pixels) for its channel width.")
     fp, fa = _features(present_rois, ch), _features(absent_rois, ch)  # channelize once; splits reuse them
 
-    def run(index_sets: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
-        auc, dp = np.empty(len(index_sets)), np.empty(len(index_sets))
-        for r, (trp, tep, tra, tea) in enumerate(index_sets):
-            w = _template(fp[trp], fa[tra], hotelling=ch is not None)
-            tp, ta = fp[tep] @ w, fa[tea] @ w
-            auc[r], dp[r] = auc_from_scores(tp, ta), dprime_from_scores(tp, ta)
-        return auc, dp
-
-    auc, dprime = run(splits)
-    nan = (math.nan, math.nan)
-    auc_ci, dp_ci = nan, nan
+    scores = []
+    for trp, tep, tra, tea in splits:
+        w = _template(fp[trp], fa[tra], hotelling=ch is not None)
+        scores.append((fp[tep] @ w, fa[tea] @ w))
+    auc = np.array([auc_from_scores(tp, ta) for tp, ta in scores])
+    dprime = np.array([dprime_from_scores(tp, ta) for tp, ta in scores])
+    auc_ci = dp_ci = (math.nan, math.nan)
     if bootstrap > 0:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         means = np.empty((bootstrap, 2))
         for b in range(bootstrap):
-            resampled = [tuple(part[rng.integers(0, len(part), len(part))] for part in split) for split in splits]
-            a, d = run(resampled)
-            means[b] = a.mean(), d[np.isfinite(d)].mean() if np.isfinite(d).any() else math.nan
-        auc_ci = tuple(float(v) for v in np.nanpercentile(means[:, 0], [2.5, 97.5]))
-        dp_ci = tuple(float(v) for v in np.nanpercentile(means[:, 1], [2.5, 97.5]))
+            a, d = [], []
+            for tp, ta in scores:
+                rp, ra = tp[rng.integers(0, tp.size, tp.size)], ta[rng.integers(0, ta.size, ta.size)]
+                a.append(auc_from_scores(rp, ra))
+                d.append(dprime_from_scores(rp, ra))
+            means[b] = np.mean(a), np.mean(d)
+        with np.errstate(invalid="ignore"):  # a replicate of identical scores has an infinite d'
+            auc_ci = tuple(float(v) for v in np.percentile(means[:, 0], [2.5, 97.5]))
+            dp_ci = tuple(float(v) for v in np.percentile(means[:, 1], [2.5, 97.5]))
     return ReaderStudy(auc, dprime, auc_ci, dp_ci)
 
 

@@ -108,8 +108,12 @@ def write_iq_report(study: Any, out_dir: str | Path, header: Mapping[str, Any]) 
                                             ylabel="TTF", log_y=False, size=(420, 300)))
     files.append(save_grid(out / "ttf.png", ttf_plots, columns=len({r["insert_hu"] for r in study.ttf})))
     panel_dose = float(sorted(s.doses)[1] if len(s.doses) > 1 else s.doses[0])
-    files.append(save_panels(out / "panel.png", [(f"{m} {_dose_label(panel_dose)}", study.examples[(m, panel_dose)],
-                                                  LOW_CONTRAST_WINDOW) for m in study.methods]))
+    from ldct_clip.ct.iq_phantoms import make_cct189
+
+    truth = ("noise-free", make_cct189(s.size, s.pixel_size_mm), LOW_CONTRAST_WINDOW)
+    files.append(save_panels(out / "panel.png", [truth] + [(f"{m} {_dose_label(panel_dose)}",
+                                                            study.examples[(m, panel_dose)], LOW_CONTRAST_WINDOW)
+                                                           for m in study.methods]))
     files.append(write_text(out / "summary.md", summary_markdown(study, header)))
     return files
 

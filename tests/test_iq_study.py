@@ -151,3 +151,22 @@ def test_iq_command_tiny(tmp_path):
         assert {r["method"] for r in csv.DictReader(fh)} == {"fbp", "model"}
     no_model = _run_cli("iq", "--out", "iq2", "--realisations", "4", cwd=tmp_path)
     assert no_model.returncode == 2 and "--weights demo" in no_model.stderr
+
+
+def test_evaluate_with_iq_adds_the_study(tmp_path):
+    """``ldct-clip evaluate ... --iq`` writes the task-based study beside the paired metrics."""
+    from ldct_clip.ct.phantom import make_phantom
+
+    volume = make_phantom((96, 96, 2), seed=1)
+    low = simulate_low_dose(volume, 0.25, noise_model="poisson", pixel_size_mm=400 / 96, seed=0)
+    affine = np.diag([400 / 96, 400 / 96, 2.5, 1.0])
+    write_nifti(volume, affine, tmp_path / "ndct" / "c1.nii.gz")
+    write_nifti(low, affine, tmp_path / "ldct" / "c1.nii.gz")
+    res = _run_cli("evaluate", "report", "--ldct", "ldct", "--ndct", "ndct", "--checkpoint",
+                   str(resolve_weights("demo")), "--classical", "--protocols", "paper", "--no-png", "--iq",
+                   "--doses", "0.5", "--realisations", "4", "--ttf-realisations", "1", "--readers", "2",
+                   "--bootstrap", "10", "--iq-classical", "-q", "--precision", "fp32", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "report" / "summary.csv").is_file()
+    with open(tmp_path / "report" / "iq" / "lcd.csv", newline="") as fh:
+        assert {r["method"] for r in csv.DictReader(fh)} == {"fbp", "model"}

@@ -28,7 +28,7 @@ from scipy.special import eval_laguerre
 
 from ldct_clip.errors import InputError
 
-__all__ = ["CHANNEL_FAMILIES", "dog_channels", "gabor_channels", "laguerre_gauss_channels"]
+__all__ = ["DOG_PARAMETERS", "dog_channels", "gabor_channels", "laguerre_gauss_channels"]
 
 #: DoG parameters ``(s_0, alpha, Q, channels)`` of Abbey & Barrett (2001).
 DOG_PARAMETERS: dict[str, tuple[float, float, float, int]] = {
@@ -93,7 +93,3 @@ def gabor_channels(size: int, n_bands: int = 4, n_orientations: int = 4, phases:
                 cols.append((envelope * np.cos(2.0 * math.pi * fc * along + float(phase))).ravel())
         f_high = f_low
     return np.stack(cols, axis=1)
-
-
-#: Channel families by observer name (``NPW`` has none: it works on the pixels).
-CHANNEL_FAMILIES = ("LG_CHO", "DOG_CHO", "GABOR_CHO")

@@ -47,6 +47,7 @@ __all__ = [
     "find_inserts",
     "measure_lcd",
     "observer_scores",
+    "default_roi_size",
     "reader_splits",
     "reader_study",
 ]
@@ -274,10 +275,10 @@ def reader_study(present_rois: np.ndarray, absent_rois: np.ndarray, observer: st
     """
     if present_rois.shape[1:] != absent_rois.shape[1:]:
         raise InputError(f"present and absent ROIs differ in shape: {present_rois.shape} vs {absent_rois.shape}.")
-    splits = reader_splits(len(present_rois), len(absent_rois), readers, train_fraction, seed)
-    ch = _channels(observer, present_rois.shape[-1], float(radius_px or 1.0))
     if observer == "LG_CHO" and not radius_px:
         raise InputError("the LG_CHO observer needs the insert radius (pixels) for its channel width.")
+    splits = reader_splits(len(present_rois), len(absent_rois), readers, train_fraction, seed)
+    ch = _channels(observer, present_rois.shape[-1], float(radius_px or 1.0))
     fp, fa = _features(present_rois, ch), _features(absent_rois, ch)  # channelize once; splits reuse them
 
     scores = []

@@ -17,42 +17,11 @@ import shutil
 import tempfile
 import unittest
 
-import nibabel as nib
-import numpy as np
 import torch
 from parameterized import parameterized
+# the single-process test's settings and fake data (it lies beside this file in ci/unit_tests)
+from test_ldct_clip_denoising import TEST_CASE_1, TEST_CASE_2, write_volume
 from utils import export_config_and_run_mgpu_cmd
-
-BUNDLE_ROOT = "models/ldct_clip_denoising"
-
-TEST_CASE_1 = [  # multi-process training
-    {
-        "bundle_root": BUNDLE_ROOT,
-        "network_def#layers": [1, 1, 1, 1],
-        "network_def#width": 8,
-        "network_def#encoder_weights": None,
-        "held_out": ["P2"],
-        "iterations": 4,
-        "val_interval": 2,
-        "batch_size": 2,
-        "crop_size": 32,
-        "num_workers": 0,
-        "roi_size": [64, 64],
-        "log_interval": 1,
-    }
-]
-
-TEST_CASE_2 = [  # multi-process inference: the cases sharded over the ranks
-    {"bundle_root": BUNDLE_ROOT, "weights": "demo", "roi_size": [64, 64], "progress": False}
-]
-
-
-def write_volume(path, seed, shape=(64, 64, 6)):
-    """A fake CT volume in HU (int16), 0.7 mm pixels, 2 mm slices."""
-    rng = np.random.default_rng(seed)
-    hu = np.clip(rng.normal(0.0, 300.0, shape), -1024, 2000).astype(np.int16)
-    nib.save(nib.Nifti1Image(hu, np.diag([0.7, 0.7, 2.0, 1.0])), path)
-
 
 class TestLdctClipDenoisingMGPU(unittest.TestCase):
     def setUp(self):
@@ -66,7 +35,7 @@ class TestLdctClipDenoisingMGPU(unittest.TestCase):
         shutil.rmtree(self.dataset_dir)
         shutil.rmtree(self.output_dir)
 
-    @parameterized.expand([TEST_CASE_1])
+    @parameterized.expand([TEST_CASE_1])  # multi-process training
     def test_train_mgpu_config(self, override):
         override["dataset_dir"] = self.dataset_dir
         override["ckpt_dir"] = os.path.join(self.output_dir, "models")
@@ -83,7 +52,7 @@ class TestLdctClipDenoisingMGPU(unittest.TestCase):
         )
         self.assertTrue(os.path.isfile(os.path.join(self.output_dir, "models", "model.pt")))
 
-    @parameterized.expand([TEST_CASE_2])
+    @parameterized.expand([TEST_CASE_2])  # multi-process inference: the cases sharded over the ranks
     def test_infer_mgpu_config(self, override):
         override["dataset_dir"] = self.dataset_dir
         override["output_dir"] = os.path.join(self.output_dir, "denoised")

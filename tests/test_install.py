@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE_FILES = ["configs/inference.json", "configs/metadata.json", "configs/logging.conf", "configs/train.json",
-                "configs/evaluate.json", "configs/multi_gpu_inference.json", "docs/README.md", "LICENSE"]
+                "configs/evaluate.json", "configs/multi_gpu_inference.json", "docs/README.md", "LICENSE",
+                "configs/README.md", "configs/natural/inference.json", "configs/natural/train.json",
+                "configs/srgb/inference.json", "configs/srgb/evaluate.json"]
 
 
 def _env() -> dict[str, str]:

@@ -32,7 +32,7 @@ from tolerances import assert_rounded_close, assert_text_matches
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE_CONFIGS = Path(bundle_root()) / "configs"
-CONFIGS = REPO / "configs"
+CONFIGS = BUNDLE_CONFIGS  # the alternate configs ship in the bundle: configs/natural, configs/srgb
 RGB_CHECKPOINT = REPO / "tests" / "fixtures" / "reference_parity" / "tiny_rgb_checkpoint.pth"
 # the RGB parity fixture's shape: width 8, layers [2, 1, 2, 1], conv biases in the decoder
 RGB_OVERRIDES = ["--network_def#layers", "[2,1,2,1]", "--network_def#width", "8", "--network_def#bias", "True"]

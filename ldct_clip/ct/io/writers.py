@@ -129,9 +129,22 @@ def _oserror_as_input_error(what: Path) -> Iterator[None]:
     except InputError:
         raise
     except OSError as exc:
+        root = _system_error(exc)
+        reason = root.strerror if root.errno is not None else str(root).splitlines()[0]
         raise InputError(
-            f"Writing {what} failed: {exc.strerror or exc} ({exc.filename or what}). Check free space and permissions."
+            f"Writing {what} failed: {reason} ({root.filename or what}). Check free space and permissions."
         ) from exc
+
+
+def _system_error(exc: OSError) -> OSError:
+    """The OSError that carries the errno: pydicom re-raises a write error as ``OSError("With tag ... got
+    exception: ...<traceback>")`` without one, chained to the original (ENOSPC, EACCES, ...)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 # ------------------------------------------------------------------------------------------------- NIfTI

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,14 +151,33 @@ def test_torchrun_killed_then_rerun_finishes_every_case_once(cohort, tmp_path):
     assert not list(out.glob("denoise_summary_shard-*"))
 
 
+def _denoise_cmd(src: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ldct_clip", "denoise", str(src), str(out), "--checkpoint", str(ckpt),
+            "--device", "cpu", "--precision", "fp32", "--roi-size", "64", "64", "--quiet", *extra]
+
+
+def test_resume_killed_then_rerun_finishes_every_case_once(cohort, tmp_path):
+    src, ckpt = cohort
+    out = tmp_path / "out"
+    cmd = _denoise_cmd(src, out, ckpt, "--resume")
+    done = run_killed(cmd, out, after=3, env=ENV, log=tmp_path / "killed.log")
+    assert 3 <= len(done) < len(CASES)
+    before = stamp(out, done)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    check_complete(out)
+    assert stamp(out, done) == before
+    assert leftovers(out) == []
+    redone = sorted(set(re.findall(r"(case\d+): \d+ slices in", r.stdout + r.stderr)))
+    assert redone == sorted(set(CASES) - done)  # the rest, each once
+
+
 def test_shard_resume_killed_then_rerun_finishes_every_case_once(cohort, tmp_path):
     src, ckpt = cohort
     out = tmp_path / "out"
 
     def cmd(shard: str) -> list[str]:
-        return [sys.executable, "-m", "ldct_clip", "denoise", str(src), str(out), "--checkpoint", str(ckpt),
-                "--device", "cpu", "--precision", "fp32", "--roi-size", "64", "64", "--shard", shard, "--resume",
-                "--quiet"]
+        return _denoise_cmd(src, out, ckpt, "--shard", shard, "--resume")
 
     shard0 = CASES[0::2]
     done = run_killed(cmd("0/2"), out, after=2, env=ENV, log=tmp_path / "killed.log")

@@ -28,6 +28,7 @@ __all__ = [
     "PRETRAINED_DECODERS",
     "SHIPPED_WEIGHTS",
     "checkpoint_for",
+    "derivation",
     "resolve_weights",
     "weights_label",
     "cache_dir",
@@ -92,6 +93,21 @@ def weights_label(path: str | os.PathLike | None) -> str | None:
         if resolved == (_SHIPPED_DIR / filename).resolve():
             return label
     return None
+
+
+def derivation(ckpt_path: str | os.PathLike | None) -> str:
+    """The DerivationDescription of a series denoised with the weights at ``ckpt_path``: their file name and
+    SHA-256 (and label, for shipped weights).
+
+    Derived series and instance UIDs are a hash of the source UIDs and this text
+    (:func:`~ldct_clip.ct.io.writers.derived_uid`), so a rerun with the same weights names the same series, and
+    results of other weights on the same source are other series (a PACS would otherwise keep only the first).
+    """
+    path = Path(ckpt_path) if ckpt_path else None
+    if path is None or not path.is_file():
+        return "ldct-clip denoised; untrained (random) weights"
+    label = weights_label(path)
+    return f"ldct-clip denoised; weights {path.name}, SHA-256 {sha256sum(path)}" + (f" ({label})" if label else "")
 
 
 def checkpoint_for(weights: str | None, default: str | os.PathLike) -> str:

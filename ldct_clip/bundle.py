@@ -1,7 +1,7 @@
 """The MONAI bundle as a library: its configs, read with overrides, and run.
 
 Every door of ldct-clip runs the bundle's components: ``python -m monai.bundle run`` reads
-``monai_bundle/configs/inference.json`` itself; ``ldct-clip denoise``, ``ldct-clip pacs denoise`` and
+the bundle's ``configs/inference.json`` itself; ``ldct-clip denoise``, ``ldct-clip pacs denoise`` and
 ``ldct-clip evaluate`` turn their options into config overrides and run the same config through
 :func:`run_config`; the MONAI Label app builds its task from the same ``inference.json``.
 """
@@ -26,11 +26,13 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 
 
 def bundle_root() -> str:
-    """The ``monai_bundle`` folder beside the installed package (a source checkout or editable install).
+    """The MONAI bundle that ships inside the package (``ldct_clip/monai_bundle``; ``ldct-clip bundle-path``).
 
-    Tools that copy the bundle elsewhere (MONAI Label, ``monai.bundle download``) pass ``--bundle_root``.
+    The bundle's configs do not point back here: their ``bundle_root`` is ``"."``, the zoo's convention, so a copy
+    of the folder placed anywhere is run from its own folder or with ``--bundle_root``. The doors of this package
+    run the configs with ``bundle_root`` set to the folder they read them from (:func:`load_config`).
     """
-    return str(Path(__file__).resolve().parent.parent / "monai_bundle")
+    return str(Path(__file__).resolve().parent / "monai_bundle")
 
 
 def config_files(workflow: str = "inference", bundle: str | os.PathLike | None = None) -> list[str]:
@@ -47,11 +49,11 @@ def load_config(workflow: str = "inference", overrides: Mapping[str, Any] | None
     --config_file ... --<id> <value>`` builds it (ids may be nested: ``"network_def#width"``)."""
     from monai.bundle import ConfigParser
 
+    folder = Path(bundle or bundle_root())
     parser = ConfigParser()
-    parser.read_config(config_files(workflow, bundle))
-    parser.read_meta(str(Path(bundle or bundle_root()) / "configs" / "metadata.json"))
-    if bundle is not None:
-        parser["bundle_root"] = str(bundle)
+    parser.read_config(config_files(workflow, folder))
+    parser.read_meta(str(folder / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(folder)
     for key, value in (overrides or {}).items():
         parser[key] = value
     return parser

@@ -27,6 +27,17 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return fn
 
 
+# -- bundle-path ------------------------------------------------------------------------------------------
+
+
+@command
+def cmd_bundle_path(args: argparse.Namespace) -> int:
+    from ldct_clip.bundle import bundle_root
+
+    print(bundle_root())
+    return 0
+
+
 # -- weights ----------------------------------------------------------------------------------------------
 
 
@@ -237,6 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         display_windows=[list(w) for w in (args.window or DEFAULT_WINDOWS)], write_png=not args.no_png,
         write_volumes=args.write_volumes,
     )
+    if args.iq:
+        _run_iq(args, args.checkpoint, Path(args.output) / "iq")
     return 0
 
 
@@ -278,6 +291,104 @@ def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
                    help="display window of the figures, repeatable (default 40 400 and -600 1500)")
     e.add_argument("--no-png", action="store_true", help="no figures")
     e.add_argument("--write-volumes", action="store_true", help="also write each method's output as NIfTI")
+    e.add_argument("--iq", action="store_true", help="also run the simulated task-based study (ldct-clip iq "
+                   "defaults) with the same network, into OUTPUT/iq/")
+    _add_iq_options(e)
+    _add_observer_options(e)
+
+
+# -- task-based image quality (lcd, iq) ---------------------------------------------------------------------
+
+
+@command
+def cmd_lcd(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ldct_clip.ct.io import read_path
+    from ldct_clip.metrics.detectability import measure_lcd
+    from ldct_clip.reporting.iq_report import write_lcd_report
+
+    present, absent, truth = (read_path(p) for p in (args.present, args.absent, args.truth))
+    if truth.hu.shape[2] != 1:
+        log.info("the noise-free image has %d slices; the first locates the inserts", truth.hu.shape[2])
+    rows = measure_lcd(present.hu, absent.hu, np.asarray(truth.hu[:, :, 0]), pixel_size_mm=present.spacing[0],
+                       observers=args.observer, readers=args.readers, train_fraction=args.train_fraction,
+                       seed=args.seed, bootstrap=args.bootstrap, roi_size=args.roi_px)
+    header = {"signal-present": f"{args.present} ({present.hu.shape[2]} images)",
+              "signal-absent": f"{args.absent} ({absent.hu.shape[2]} images)", "noise-free": args.truth,
+              "pixel size (mm)": f"{present.spacing[0]:.4g}", "readers": args.readers}
+    for path in write_lcd_report(rows, args.out, header):
+        print(path)
+    return 0
+
+
+def _run_iq(args: argparse.Namespace, checkpoint: str | None, out: Path) -> None:
+    from ldct_clip.ct.iq_study import IQSettings, run_iq_study
+    from ldct_clip.reporting.iq_report import write_iq_report
+    from ldct_clip.weights import weights_label
+
+    settings = IQSettings(doses=args.doses, realisations=args.realisations, ttf_realisations=args.ttf_realisations,
+                          observers=args.observer, readers=args.readers, bootstrap=args.bootstrap, seed=args.seed,
+                          classical=args.iq_classical)
+    overrides = None if args.no_model else {**_inference_overrides(args, checkpoint),
+                                            "allow_untrained": getattr(args, "allow_untrained", False)}
+    if overrides is not None and not checkpoint and not overrides["allow_untrained"]:
+        raise LdctClipError("give --weights demo, --checkpoint FILE, or --no-model (FBP and classical methods only)")
+    study = run_iq_study(settings, model_overrides=overrides, progress=not args.quiet)
+    header = {"model": (weights_label(checkpoint) or checkpoint) if overrides is not None else "none (--no-model)",
+              "precision": args.precision, "device": getattr(args, "device", None) or "cpu"}
+    for path in write_iq_report(study, out, header):
+        print(path)
+
+
+@command
+def cmd_iq(args: argparse.Namespace) -> int:
+    if args.weights:
+        from ldct_clip.weights import resolve_weights
+
+        if args.checkpoint:
+            raise LdctClipError("give --weights or --checkpoint, not both")
+        args.checkpoint = str(resolve_weights(args.weights))
+    _run_iq(args, args.checkpoint, Path(args.out))
+    return 0
+
+
+def _add_iq_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--doses", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0], help="dose fractions")
+    p.add_argument("--realisations", type=int, default=100,
+                   help="signal-present and signal-absent images per dose (default 100 each)")
+    p.add_argument("--ttf-realisations", type=int, default=10, help="TTF-phantom images per dose (default 10)")
+    p.add_argument("--iq-classical", nargs="*", default=["nlm", "bm3d"],
+                   help="classical methods (default nlm bm3d; bm3d is skipped where not installed)")
+    p.add_argument("--no-model", action="store_true", help="FBP and classical methods only")
+
+
+def _add_observer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--observer", nargs="+", default=["LG_CHO"], choices=["LG_CHO", "DOG_CHO", "GABOR_CHO", "NPW"],
+                   help="model observer(s) (default LG_CHO)")
+    p.add_argument("--readers", type=int, default=10, help="random train/test splits (default 10)")
+    p.add_argument("--bootstrap", type=int, default=200, help="resamplings for the 95%% CI (0: none; default 200)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_iq_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lcd", help="low-contrast detectability (model observers) of signal-present/absent images")
+    p.add_argument("--present", required=True, help="signal-present images (NIfTI/MHA stack along the last axis, "
+                   "or a DICOM series), HU")
+    p.add_argument("--absent", required=True, help="signal-absent images, same layout")
+    p.add_argument("--truth", required=True, help="noise-free image that locates the inserts")
+    p.add_argument("--out", required=True, help="output folder: lcd.csv, lcd.md")
+    p.add_argument("--train-fraction", type=float, default=0.5, help="share of images that train (default 0.5)")
+    p.add_argument("--roi-px", type=int, help="ROI side in pixels, odd (default: twice the largest insert)")
+    _add_observer_options(p)
+    q = sub.add_parser("iq", parents=[_inference_options()],
+                       help="simulated task-based study: d' (CCT189), NPS and TTF at several doses, all methods")
+    q.add_argument("--out", default="iq_output", help="output folder (default ./iq_output)")
+    q.add_argument("--weights", help="shipped weights by name: 'demo'")
+    q.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
+    q.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
+    _add_iq_options(q)
+    _add_observer_options(q)
 
 
 # -- parser -----------------------------------------------------------------------------------------------
@@ -288,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("bundle-path", help="print the folder of the MONAI bundle installed with the package, for "
+                   "python -m monai.bundle run --config_file \"$(ldct-clip bundle-path)/configs/inference.json\"")
     w = sub.add_parser("weights", help="fetch CLIP encoder weights and released checkpoints into the cache")
     w.add_argument("--encoder", default="RN50", help="open_clip ResNet name (default RN50)")
     w.add_argument("--tag", default="openai", help="open_clip pretrained tag (default openai); '' to skip")
@@ -313,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-png", action="store_true", help="do not write PNG previews")
     _add_pacs_parser(sub)
     _add_research_parsers(sub)
+    _add_iq_parsers(sub)
     return parser
 
 

@@ -10,6 +10,9 @@ import torch
 from ldct_clip.checkpoints import save_checkpoint
 from ldct_clip.networks import CLIPDenoiser
 
+# the bundle's unit tests in the model zoo's format: the zoo's own runner runs them (tests/test_model_zoo.py)
+collect_ignore = ["model_zoo"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY = FIXTURES / "reference_parity"
 TINY = {"layers": [1, 1, 1, 1], "width": 8}

@@ -461,3 +461,16 @@ def test_sizes_print_as_rows_x_columns(tmp_path, cli):
     write_test_nifti(tmp_path / "in" / "small.nii.gz", np.zeros((20, 40, 2)))  # 20 columns (X), 40 rows (Y)
     rc, text = cli(tmp_path / "in", tmp_path / "out")
     assert rc == 2 and "40 rows x 20 columns" in text
+
+
+def test_a_reader_warning_is_shown_once_in_words_a_user_can_act_on(tmp_path, cli):
+    # pydicom both warns and logs each out-of-standard value, and finding the cases, reading them and copying the
+    # headers into the derived series all parse the same files: the user sees one line, naming the case
+    files = series(tmp_path / "in" / "s")
+    edit(files[1], set_raw(0x00200010, "SH", "A-STUDY-ID-FAR-TOO-LONG-FOR-ITS-VR"))  # StudyID, at most 16 chars
+    rc, text = cli(tmp_path / "in", tmp_path / "out")
+    assert rc == 0, text
+    notes = [line for line in text.splitlines() if "SH element" in line]
+    assert len(notes) == 1, text
+    assert "s: a DICOM SH element is 34 characters long (at most 16 allowed)" in notes[0] and "re-export" in notes[0]
+    assert "Please see <" not in text and "maximum length" not in text

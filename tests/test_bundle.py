@@ -17,6 +17,8 @@ from ldct_clip import bundle_root
 BUNDLE = Path(bundle_root())
 CONFIGS = BUNDLE / "configs"
 TINY_OVERRIDES = ["--network_def#layers", "[1,1,1,1]", "--network_def#width", "8"]
+# MONAI's published bundle metadata schema (a copy of the file the zoo's CI downloads; it runs offline)
+SCHEMA = Path(__file__).parent / "fixtures" / "meta_schema_20240725.json"
 
 
 def monai_bundle(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -36,7 +38,7 @@ def run_inference(dataset_dir: Path, output_dir: Path, *extra: str) -> subproces
 
 def test_verify_metadata_offline(tmp_path):
     r = monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+                     "--filepath", str(SCHEMA))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "metadata is verified with no error" in r.stdout + r.stderr
 
@@ -48,7 +50,7 @@ def test_verify_metadata_catches_a_broken_file(tmp_path):
     del meta["network_data_format"]["outputs"]
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     r = monai_bundle("verify_metadata", "--meta_file", str(tmp_path / "metadata.json"),
-                     "--filepath", str(CONFIGS / "meta_schema_20240725.json"))
+                     "--filepath", str(SCHEMA))
     assert r.returncode != 0
 
 
@@ -71,6 +73,46 @@ def test_ckpt_export_torchscript(tmp_path, tiny_checkpoint):
     x = torch.rand(1, 1, 64, 96)
     with torch.no_grad():
         assert torch.allclose(scripted(x), load_checkpoint(tiny_checkpoint).eval()(x), atol=1e-6)
+
+
+ONNX_AXES = "{'input_names':['image'],'output_names':['pred'],'dynamic_axes':{'image':{0:'b',2:'h',3:'w'},'pred':{0:'b',2:'h',3:'w'}}}"
+
+
+def test_onnx_export_matches_eager_pytorch(tmp_path, tiny_checkpoint):
+    # the model card's command: one ONNX graph with dynamic batch, height and width, run by onnxruntime
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'ldct-clip[export]')")
+    onnx_file = tmp_path / "model.onnx"
+    r = monai_bundle("onnx_export", "network_def", "--filepath", str(onnx_file), "--ckpt_file", str(tiny_checkpoint),
+                     "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json"),
+                     "--input_shape", "[1,1,64,64]", "--converter_kwargs", ONNX_AXES, *TINY_OVERRIDES)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    from ldct_clip.checkpoints import load_checkpoint
+
+    model = load_checkpoint(tiny_checkpoint).eval()
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 512, 512), (1, 1, 77, 101)]:  # a whole slice and one whose sides need padding
+        x = rng.random(shape, dtype=np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        got = session.run(None, {"image": x})[0]
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_tracing_the_network_gives_no_tracer_warning(tiny_checkpoint):
+    # the input padding must not depend on Python tests of the input size, which a trace would freeze silently
+    import warnings
+
+    from ldct_clip.checkpoints import load_checkpoint
+
+    model = load_checkpoint(tiny_checkpoint).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, torch.rand(1, 1, 64, 64))
+    x = torch.rand(1, 1, 77, 101)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), atol=1e-6, rtol=0)
 
 
 def _nifti_case(folder: Path, name: str = "case.nii.gz", shape=(64, 72, 5)) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -212,3 +254,18 @@ def test_overriding_a_declared_component_changes_the_run(tmp_path, tiny_checkpoi
     windows = np.asarray(nib.load(tmp_path / "windows" / "case.nii.gz").dataobj)
     np.testing.assert_array_equal(windows[:4], -3024)
     assert np.abs(windows.astype(np.int32) - plain).max() >= 2  # more than a rounding step (kernels may differ by 1)
+
+
+def test_model_card_follows_the_model_zoo_template():
+    # the zoo's template headings, in its order; paths relative to the bundle wherever the bundle is copied
+    import re
+
+    card = (BUNDLE / "docs" / "README.md").read_text()
+    headings = re.findall(r"^#{2,3} \*\*(.+?)\*\*", card, flags=re.MULTILINE)
+    template = ["Authors", "Tags", "Model Description", "Data", "Performance", "Additinal Usage Steps",
+                "System Configuration", "Limitations", "Citation Info", "References"]
+    assert [h for h in headings if h in template] == template, headings
+    assert "monai_bundle/" not in card and "tests/" not in card
+    for link in re.findall(r"\]\(([^)#]+)\)", card):  # images and links into the bundle exist in the copy
+        if not link.startswith("http"):
+            assert (BUNDLE / "docs" / link).exists(), link

@@ -73,12 +73,12 @@ def test_torchrun_shards_cases_over_two_gloo_processes_and_resumes(tmp_path, tin
     src, out = write_cohort(tmp_path / "in"), tmp_path / "out"
     configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'multi_gpu_inference.json'}']"
 
-    def run(logs: Path) -> dict[int, str]:
+    def run(logs: Path, *extra: str) -> dict[int, str]:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
                "--log-dir", str(logs), "--redirects", "3", "-m", "monai.bundle", "run", "--config_file", configs,
                "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
                "--dataset_dir", str(src), "--output_dir", str(out), "--ckpt_path", str(tiny_checkpoint),
-               "--roi_size", "[64,64]", "--precision", "fp32", "--write_png", "false", *TINY_OVERRIDES]
+               "--roi_size", "[64,64]", "--precision", "fp32", "--write_png", "false", *TINY_OVERRIDES, *extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
         text = {int(p.parent.name): "" for p in logs.rglob("stdout.log")}
@@ -98,9 +98,10 @@ def test_torchrun_shards_cases_over_two_gloo_processes_and_resumes(tmp_path, tin
     assert "all 2 shards done: 5 of 5 case(s) denoised" in text[0]
     assert not list(out.glob("denoise_summary_shard-*"))
 
-    # a rerun after an interruption: the complete cases are skipped, the incomplete one is redone
+    # a rerun after an interruption: the complete cases are skipped, the incomplete one is redone; the device given
+    # as text on the command line (the model card's `--device cpu`) gives each rank the CPU and gloo
     (out / "case2.nii.gz").unlink()
-    text = run(tmp_path / "logs2")
+    text = run(tmp_path / "logs2", "--device", "cpu")
     redone = [c for t in text.values() for c in re.findall(r"(case\d): \d+ slices in", t)]
     assert redone == ["case2"]
     summary = read_summary(out / "denoise_summary.csv")

@@ -311,3 +311,10 @@ def test_bundle_evaluate_uses_the_inference_window(data, tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[-1000, 3072]" in (tmp_path / "eval" / "summary.md").read_text()
+
+
+def test_noise_estimate_of_a_slice_too_noisy_for_a_uniform_region():
+    # at 10% dose no 8x8 window stays within the water band, so the estimate falls back to scikit-image's
+    # wavelet estimator (PyWavelets): NLM on such a slice must still get a noise level, not an error
+    noisy = np.random.default_rng(0).normal(0.0, 120.0, (96, 96))
+    assert 100.0 < estimate_noise_sd(noisy) < 140.0

@@ -202,3 +202,30 @@ def test_fuzzed_corpus_through_subprocesses(tmp_path, tiny_checkpoint):
         _check(r.returncode, r.stdout + r.stderr, inp, before, out, what)
         shutil.rmtree(inp)
         shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.mark.parametrize("preamble", [True, False], ids=["part10", "no-preamble"])
+@pytest.mark.parametrize("position", [0, 2, 4], ids=["first", "middle", "last"])
+def test_a_series_with_a_truncated_slice_is_refused_whole(tmp_path, tiny_checkpoint, capsys, caplog, position,
+                                                          preamble):
+    # a slice cut short anywhere (inside the file meta, the header, or the pixel data) must not turn into a
+    # missing slice: the series is refused, naming the file, with exit 2 and each reader warning at most once
+    for cut in (400, 1500, -10):
+        inp, out = tmp_path / f"in{cut}", tmp_path / f"out{cut}"
+        files = sorted(write_ct_series(inp / "s", phantom_hu((SHAPE[0], SHAPE[1], 5), seed=position)))
+        if not preamble:
+            for p in files:
+                p.write_bytes(p.read_bytes()[132:])
+        raw = files[position].read_bytes()
+        files[position].write_bytes(raw[:cut])
+        before = snapshot(inp)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ldct_clip"):
+            rc = denoise(inp, out, tiny_checkpoint)
+        err = capsys.readouterr().err + caplog.text
+        assert rc == 2, (cut, err)
+        assert files[position].name in err and "Traceback" not in err, (cut, err)
+        assert not (out / "s.nii.gz").exists() and not leftovers(out)
+        assert snapshot(inp) == before
+        lines = [line for line in err.splitlines() if "warning" in line.lower()]
+        assert len(lines) == len(set(lines)), lines

@@ -427,3 +427,17 @@ def test_config_empty_folder_says_what_to_do(tmp_path):
         chain.append(e)
         e = e.__cause__ or e.__context__
     assert any(isinstance(x, InputError) and "Point to the folder" in str(x) for x in chain)
+
+
+def test_one_validation_folder_validates_held_out_patients_with_the_training_noise(tmp_path):
+    # train.json's default: the training folder for both validation folders; the held-out patient's normal-dose
+    # volume is the label, and the input is the same slice with the paper's Gaussian noise at a fixed seed
+    paths = write_volumes(tmp_path)
+    held_out = DosePairSlices(paths["train"], paths["train"], patients=["P1"], simulated_sigma=5.0)
+    assert len(held_out) == 6 and {held_out[i]["name"] for i in range(len(held_out))} == {"P1"}
+    item = held_out[0]
+    noise_sd = float(np.std(item["image"] - item["label"]))
+    assert 70.0 < noise_sd < 90.0  # 5/255 of the 4096 HU window is 80 HU
+    np.testing.assert_array_equal(held_out[0]["image"], item["image"])  # the same input at every validation
+    with pytest.raises(InputError, match="no held-out volumes"):
+        DosePairSlices(paths["train"], None, patients=["L999"], simulated_sigma=5.0)

@@ -19,7 +19,7 @@ from ldct_clip.errors import LdctClipError
 from ldct_clip.ct.io.cases import Case, find_cases
 from ldct_clip.engine.dataset import CaseDataset
 from ldct_clip.engine.shards import resolve_shard, select
-from ldct_clip.reporting.warnings_log import warnings_logged_once
+from ldct_clip.reporting.warnings_log import source_notes_silenced
 from ldct_clip.ct.outputs import CaseOutputs
 from ldct_clip.ct.pairs import CasePair, pair_cases
 
@@ -52,7 +52,7 @@ class CTCaseDataset(CaseDataset):
         try:
             if outputs is not None:
                 outputs.check_folder(dataset_dir)
-            with warnings_logged_once(str(dataset_dir)):
+            with source_notes_silenced():  # the reader logs the notes of each case it reads
                 cases = find_cases(dataset_dir)
             resolved = resolve_shard(shard)
         except LdctClipError as exc:

@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ldct_clip.ct.simulation import add_gaussian_noise
 from ldct_clip.errors import InputError
 from ldct_clip.transforms.window import DEFAULT_HU_WINDOW, unit_to_hu, window_from
 
@@ -375,11 +376,16 @@ class DosePairSlices(Sequence):
             ignored). Volumes: a folder of low-dose volumes.
         normal_dose: volumes: the folder of the matching normal-dose volumes. Volumes pair by case name, or
             one with one when each folder holds a single case (``L506/quarter_1mm`` with ``L506/full_1mm``).
+            ``None`` or the ``low_dose`` folder itself (``train.json``'s default: the training folder) with
+            ``simulated_sigma`` given: the held-out ``patients``' volumes of that folder are the normal-dose
+            images, and the low-dose input is made from them with the training noise (see ``simulated_sigma``).
         layout, patient_regex, npy_units, hu_window: as :class:`TrainingSlices`.
         patients: npy layout only (where training and validation share one folder): keep only these patient
             ids, i.e. the held-out ones; ``None`` keeps all. Volume folders are validation-only and used whole.
         slice_stride: keep every n-th slice (validation of every slice of a 1 mm patient takes long).
         max_slices: keep at most this many slices, evenly spread (after ``slice_stride``); ``None``: all.
+        simulated_sigma: volumes with one folder only: the paper's Gaussian training noise, in 1/255 of
+            ``hu_window``, added with a fixed seed per slice (the same validation input at every validation).
 
     Raises:
         InputError: missing folders, no pairs, unmatched volumes or volumes of different shapes.
@@ -397,8 +403,10 @@ class DosePairSlices(Sequence):
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
         slice_stride: int = 1,
         max_slices: int | None = None,
+        simulated_sigma: float | None = None,
     ) -> None:
         self.low_root = _check_root(low_dose, "low-dose validation folder")
+        self.simulated_sigma = None
         self.layout = detect_layout(self.low_root, layout)
         self.hu_window = window_from(hu_window)
         if int(slice_stride) < 1:
@@ -421,20 +429,31 @@ class DosePairSlices(Sequence):
             self._is_unit = _resolve_units(npy_units, [s.target for s in slices])  # type: ignore[misc]
             keys = list(range(len(slices)))
         else:
-            if normal_dose is None:
+            one_folder = normal_dose is None or _check_root(normal_dose, "normal-dose validation folder").resolve() \
+                == self.low_root.resolve()
+            if one_folder and simulated_sigma is None:
                 raise InputError(
-                    "paired validation volumes need two folders: low_dose (e.g. quarter-dose series) and "
-                    "normal_dose (the matching full-dose series)."
+                    ("paired validation volumes need two folders: " if normal_dose is None else
+                     f"the low-dose and normal-dose validation folders are the same ({self.low_root}). For volume "
+                     "data give two folders: ") + "low_dose (e.g. quarter-dose series) and normal_dose (the matching "
+                    "full-dose series), or simulated_sigma to validate on held-out patients with the training noise."
                 )
-            normal_root = _check_root(normal_dose, "normal-dose validation folder")
-            if normal_root.resolve() == self.low_root.resolve():
-                raise InputError(
-                    f"the low-dose and normal-dose validation folders are the same ({normal_root}). For volume "
-                    "data give two folders (val_low_dose_dir, val_normal_dose_dir) with matching cases."
-                )
-            low = _read_volumes(self.low_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
-            normal = _read_volumes(normal_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
-            self._pairs = _pair_volumes(low, normal, self.low_root, normal_root)
+            if one_folder:
+                # normal-dose data only (the training folder): validate on its held-out patients with the
+                # training noise, each volume paired with itself and the noise added per slice in __getitem__
+                self.simulated_sigma = float(simulated_sigma)  # type: ignore[arg-type]
+                normal = _read_volumes(self.low_root, matcher, held_out=wanted, keep_held_out=True, select_regex=None)
+                if not normal:
+                    raise InputError(
+                        f"no held-out volumes of patients {sorted(wanted)} in {self.low_root} to validate on. Name "
+                        "patients that are there in held_out, or give val_low_dose_dir and val_normal_dose_dir."
+                    )
+                self._pairs = [(v, v) for v in normal]
+            else:
+                normal_root = Path(normal_dose)  # type: ignore[arg-type]
+                low = _read_volumes(self.low_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
+                normal = _read_volumes(normal_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
+                self._pairs = _pair_volumes(low, normal, self.low_root, normal_root)
             keys = []
             for i, (lo, _) in enumerate(self._pairs):
                 keys.extend(range(len(self._index), len(self._index) + lo.hu.shape[2]))
@@ -464,8 +483,11 @@ class DosePairSlices(Sequence):
             return {"image": image, "label": label, "name": s.name, "slice": key}
         p, z = self._index[key]
         lo, nd = self._pairs[p]
+        image = lo.hu[None, :, :, z].astype(np.float32)
+        if self.simulated_sigma is not None:
+            image = add_gaussian_noise(image, self.simulated_sigma, hu_window=self.hu_window, seed=key)
         return {
-            "image": lo.hu[None, :, :, z].astype(np.float32),
+            "image": image,
             "label": nd.hu[None, :, :, z].astype(np.float32),
             "name": lo.name,
             "slice": z,

@@ -49,8 +49,8 @@ class StrictCheckpointLoader:
 
     def __init__(self, ckpt_path: str | os.PathLike | None, allow_untrained: bool | str = False,
                  channels_last: bool | str = True, compile: bool | str = False, option: str = "--ckpt_path",
-                 how_to_train: str = "train one with monai_bundle/configs/train.json", in_channels: int | None = None,
-                 wrong_channels: str | None = None) -> None:
+                 how_to_train: str = "train one with the bundle's configs/train.json (ldct-clip bundle-path)",
+                 in_channels: int | None = None, wrong_channels: str | None = None) -> None:
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.allow_untrained = as_flag(allow_untrained, "allow_untrained")
         self.channels_last = as_flag(channels_last, "channels_last")
@@ -84,7 +84,7 @@ class StrictCheckpointLoader:
             log.warning(
                 "WARNING: running with UNTRAINED weights (no checkpoint%s). The output is NOT a denoised image; "
                 "it only shows that the pipeline runs. Get weights with `ldct-clip weights` or train with "
-                "monai_bundle/configs/train.json.",
+                "the bundle's configs/train.json (its folder: ldct-clip bundle-path).",
                 f" at {self.ckpt_path}" if self.ckpt_path else "",
             )
         else:

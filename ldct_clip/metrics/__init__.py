@@ -2,11 +2,13 @@
 
 :mod:`~ldct_clip.metrics.protocols` names the protocols (HU range, windowing, data range, SSIM window and border
 handling), :mod:`~ldct_clip.metrics.image_quality` computes PSNR, SSIM and RMSE under them, and
-:mod:`~ldct_clip.metrics.noise` measures noise (uniform ROI, SD, NPS).
+:mod:`~ldct_clip.metrics.noise` measures noise (uniform ROI, SD, NPS and its TG-233 scalars); task-based image
+quality lives in :mod:`~ldct_clip.metrics.detectability` (model observers, low-contrast detectability) and
+:mod:`~ldct_clip.metrics.resolution` (task transfer function).
 """
 
 from ldct_clip.metrics.image_quality import compute_metrics, per_slice_metrics, psnr, rmse, ssim, window
-from ldct_clip.metrics.noise import find_uniform_roi, noise_power_spectrum, noise_sd, radial_nps
+from ldct_clip.metrics.noise import find_uniform_roi, noise_power_spectrum, noise_sd, nps_summary, radial_nps
 from ldct_clip.metrics.protocols import PROTOCOLS, Protocol, available_protocols, get_protocol
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "get_protocol",
     "noise_power_spectrum",
     "noise_sd",
+    "nps_summary",
     "per_slice_metrics",
     "psnr",
     "radial_nps",

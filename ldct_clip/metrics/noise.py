@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from ldct_clip.errors import InputError
 
-__all__ = ["find_uniform_roi", "noise_power_spectrum", "noise_sd", "radial_nps"]
+__all__ = ["find_uniform_roi", "noise_power_spectrum", "noise_sd", "nps_summary", "radial_nps"]
 
 Roi = Union[tuple, np.ndarray]
 
@@ -217,3 +217,25 @@ def radial_nps(
     count = np.bincount(index[keep], minlength=nbins)
     filled = count > 0
     return (np.arange(nbins) * step)[filled], total[filled] / count[filled]
+
+
+def nps_summary(nps_2d: np.ndarray, freqs: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """TG-233 scalars of a 2D NPS: noise magnitude, peak and mean frequency.
+
+    * ``noise_hu``: ``sqrt(sum NPS * dfx * dfy)``, the noise SD the spectrum holds (Parseval);
+    * ``peak_frequency``: where the radial NPS (:func:`radial_nps`) is largest (1/mm);
+    * ``mean_frequency``: ``sum f NPS(f) / sum NPS(f)`` over the radial NPS (1/mm), the "average frequency"
+      of AAPM TG-233 (Samei et al. 2019), a single number for the noise texture (lower = blotchier).
+
+    Args:
+        nps_2d, freqs: as returned by :func:`noise_power_spectrum`.
+    """
+    fx, fy = (np.asarray(f, dtype=np.float64) for f in freqs)
+    dfx, dfy = abs(fx[1] - fx[0]), abs(fy[1] - fy[0])
+    f, nps_1d = radial_nps(nps_2d, freqs)
+    total = float(nps_1d.sum())
+    return {
+        "noise_hu": math.sqrt(max(float(np.sum(nps_2d)) * dfx * dfy, 0.0)),
+        "peak_frequency": float(f[int(np.argmax(nps_1d))]),
+        "mean_frequency": float((f * nps_1d).sum() / total) if total > 0 else math.nan,
+    }

@@ -112,13 +112,17 @@ class CLIPDenoiser(nn.Module):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         m = self.pad_multiple
-        ph = (m - h % m) % m
-        pw = (m - w % m) % m
-        if ph == 0 and pw == 0:
-            return x
-        # reflect needs the pad to be smaller than the side; tiny images fall back to edge replication
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        # the padded size as a multiple of m (not h + (m - h % m) % m): torch.export and the ONNX exporter can
+        # then prove that every feature map lines up with its skip for any symbolic H and W. Padding by 0 is
+        # not skipped, so that no branch depends on the input size (a guard in export, a warning in tracing).
+        ph = (h + m - 1) // m * m - h
+        pw = (w + m - 1) // m * m - w
+        # reflect needs the pad to be smaller than the side, which every side from m up has (pad < m); smaller
+        # images fall back to edge replication. A traced graph (TorchScript/ONNX by tracing) is for sides >= m:
+        # the size test would be frozen into it with a warning.
+        if not torch.jit.is_tracing() and min(h, w) < m:
+            return F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return F.pad(x, (0, pw, 0, ph), mode="reflect")
 
     def _augment(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
         out: List[torch.Tensor] = []

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from ldct_clip.atomic import atomic_path
 
-__all__ = ["SOFT_TISSUE", "save_line_plot", "save_panels", "save_png", "window_to_uint8"]
+__all__ = ["SOFT_TISSUE", "draw_line_plot", "save_grid", "save_line_plot", "save_panels", "save_png", "window_to_uint8"]
 
 SOFT_TISSUE: tuple[float, float] = (40.0, 400.0)  # (center, width) in HU
 
@@ -72,8 +72,24 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def save_line_plot(
-    path: str | os.PathLike,
+def save_line_plot(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], **kwargs) -> Path:
+    """Draw ``{label: (x, y)}`` curves (:func:`draw_line_plot`, same keyword arguments) into a PNG at ``path``."""
+    return save_png(draw_line_plot(curves, **kwargs), path)
+
+
+def save_grid(path: str | os.PathLike, images: Sequence[Image.Image], columns: int = 2) -> Path:
+    """Paste equally sized pictures (plots) into a grid of ``columns`` and write it as one PNG."""
+    if not images:
+        raise ValueError("save_grid needs at least one image")
+    w, h = max(i.width for i in images), max(i.height for i in images)
+    rows = math.ceil(len(images) / columns)
+    canvas = Image.new("RGB", (w * min(columns, len(images)), h * rows), "white")
+    for k, im in enumerate(images):
+        canvas.paste(im, ((k % columns) * w, (k // columns) * h))
+    return save_png(canvas, path)
+
+
+def draw_line_plot(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
     title: str = "",
@@ -81,22 +97,23 @@ def save_line_plot(
     ylabel: str = "",
     log_y: bool | None = None,
     size: tuple[int, int] = (720, 460),
-) -> Path:
-    """Draw ``{label: (x, y)}`` curves with axes, ticks and a legend into a PNG (PIL only, no matplotlib).
+    errors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Image.Image:
+    """Draw ``{label: (x, y)}`` curves with axes, ticks and a legend (PIL only, no matplotlib).
 
     Non-finite points (and non-positive ones on a log axis) are skipped.
 
     Args:
-        path: PNG to write.
         curves: ``{label: (x, y)}`` with 1D arrays of equal length per curve.
         title, xlabel, ylabel: texts.
         log_y: logarithmic y axis; ``None`` picks it when positive values span more than two decades
             (noise spectra of a noisy input and a smooth output do).  A linear y axis starts at 0 for
             non-negative data.
         size: ``(width, height)`` in pixels.
+        errors: ``{label: (low, high)}``: vertical error bars at the curve's x values (linear axis only).
 
     Returns:
-        ``path``.
+        the picture.
     """
     width, height = size
     left, right, top, bottom = 78, 20, 34, 52
@@ -110,8 +127,11 @@ def save_line_plot(
         # Plot log10(y); ticks at powers of ten.
         raw = {k: (x, np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)) for k, (x, y) in raw.items()}
     curves = raw
+    errors = {} if log_y or errors is None else {k: (np.asarray(lo, float), np.asarray(hi, float))
+                                                   for k, (lo, hi) in errors.items() if k in curves}
     xs = np.concatenate([x[np.isfinite(y)] for x, y in curves.values()] or [np.zeros(1)])
-    ys = np.concatenate([y[np.isfinite(y)] for _, y in curves.values()] or [np.zeros(1)])
+    ys = np.concatenate([y[np.isfinite(y)] for _, y in curves.values()]
+                        + [v[np.isfinite(v)] for pair in errors.values() for v in pair] or [np.zeros(1)])
     if xs.size == 0:
         xs = ys = np.zeros(1)
     x0, x1 = float(xs.min()), float(xs.max())
@@ -150,10 +170,17 @@ def save_line_plot(
             draw.line(pts, fill=colour, width=2)
         elif pts:
             draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
+        if label in errors:
+            for a, lo, hi in zip(np.asarray(x, float), *errors[label], strict=True):
+                if np.isfinite(lo) and np.isfinite(hi):
+                    (u, v0), (_, v1) = px(float(a), float(lo)), px(float(a), float(hi))
+                    draw.line([u, v0, u, v1], fill=colour, width=1)
+                    draw.line([u - 3, v0, u + 3, v0], fill=colour)
+                    draw.line([u - 3, v1, u + 3, v1], fill=colour)
         ly = top + 8 + 14 * i
         draw.line([left + pw - 150, ly + 6, left + pw - 125, ly + 6], fill=colour, width=3)
         draw.text((left + pw - 120, ly), label, fill="black")
     draw.text((left, 10), title, fill="black")
     draw.text((left + pw // 2 - 60, height - 20), xlabel, fill="black")
     draw.text((4, top - 16), ylabel, fill="black")
-    return save_png(img, path)
+    return img

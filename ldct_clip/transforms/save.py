@@ -23,7 +23,7 @@ from ldct_clip.ct.reader import affine_from_meta, case_from_meta, volume_array
 from ldct_clip.ct.io.readers import read_dicom_headers
 from ldct_clip.ct.io.writers import write_derived_series, write_nifti
 from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
-from ldct_clip.reporting.warnings_log import warnings_logged_once
+from ldct_clip.reporting.warnings_log import source_notes_silenced
 
 __all__ = ["CASE_WRITERS", "CommitCaseOutputsd", "SaveDerivedSeriesd", "SaveNiftid", "SavePreviewd"]
 
@@ -80,7 +80,7 @@ class SaveDerivedSeriesd(_CaseWriter):
         case = case_from_meta(meta)
         if "dicom" not in self.outputs.wanted(case.kind):
             return
-        with warnings_logged_once(name):  # pydicom's complaints about odd source values while copying headers
+        with source_notes_silenced():  # pydicom's complaints about the source values: the reader logged them
             headers = read_dicom_headers(case)
             write_derived_series(
                 hu, headers, self.outputs.stage(name, "dicom"), series_description_suffix=self.series_description_suffix,

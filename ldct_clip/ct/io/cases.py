@@ -100,6 +100,22 @@ def has_dicm_magic(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def starts_like_dicom(path: Path) -> bool:
+    """Whether ``path`` is evidently DICOM: the Part 10 ``DICM`` prefix, or (older exports without preamble) a
+    first element of the file meta (group 0002) or identifying (group 0008) groups, little endian."""
+    if has_dicm_magic(path):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    if len(head) < 4:
+        return False
+    group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:], "little")
+    return group in (0x0002, 0x0008) and element < 0x1000
+
+
 def read_dicom(path: Path, *, stop_before_pixels: bool = False, force: bool | None = None) -> Any:
     """``pydicom.dcmread`` with every element decoded now, so that a corrupt file fails here and only here.
 
@@ -173,20 +189,20 @@ class _DicomInfo:
 def _read_dicom_info(path: Path) -> _DicomInfo | None:
     """Header facts for grouping, or None when ``path`` is not a DICOM *image* file.
 
-    Files with the ``DICM`` magic are DICOM by definition, so a header that fails to parse is an error
-    (silently dropping it would turn a corrupt slice into a missing one).  Files without the magic
-    (old preamble-less exports) are tried leniently and ignored when they do not parse.
+    Files that are evidently DICOM (the ``DICM`` magic, or a preamble-less export that starts with a DICOM
+    element: :func:`starts_like_dicom`) make a header that fails to parse an error (silently dropping it would
+    turn a corrupt slice into a missing one).  Other files are tried leniently and ignored when they do not parse.
     """
     from pydicom.uid import UID
 
-    magic = has_dicm_magic(path)
+    magic = starts_like_dicom(path)
     if not magic and path.suffix.lower() not in ("", ".dcm", ".dicom", ".ima"):
         return None  # .txt, .json, .png...: not worth a parse attempt
     try:
         with warnings.catch_warnings():
             if not magic:  # a forced parse of a file that turns out not to be DICOM warns about its junk
                 warnings.simplefilter("ignore")
-            ds = read_dicom(path, stop_before_pixels=True, force=not magic)
+            ds = read_dicom(path, stop_before_pixels=True, force=not has_dicm_magic(path))
     except InputError:
         if magic:
             raise

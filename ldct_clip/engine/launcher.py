@@ -3,8 +3,9 @@
 ``torchrun`` starts each worker in a session of its own (``start_new_session``), so killing the launcher's
 process group -- what a user's ``kill -9 -PGID`` or a scheduler that signals the job's process group does --
 kills the launcher only: the workers go on, orphaned, writing into the output folder while the user's rerun
-starts writing the same cases. With :func:`die_with_launcher` (in the multi-GPU configs' ``initialize``) the
-kernel kills each worker when the launcher dies, so a killed job is entirely gone and a rerun owns its outputs.
+starts writing the same cases. With :func:`die_with_launcher` (``$ldct_clip.engine.die_with_launcher()`` in the
+multi-GPU configs' ``initialize``) the kernel kills each worker when the launcher dies, so a killed job is
+entirely gone and a rerun owns its outputs.
 """
 
 from __future__ import annotations

@@ -62,18 +62,31 @@ def cmd_weights(args: argparse.Namespace) -> int:
     else:
         return 0
     dest = (Path(args.cache) if args.cache else cache_dir()) / "checkpoints" / filename
-    dest = download(url, dest, sha256, progress=_progress_printer(f"downloading {filename}"))
+    progress = _ProgressPrinter(f"downloading {filename}")
+    try:
+        dest = download(url, dest, sha256, progress=progress)
+    finally:
+        progress.end_line()  # an error after a partial progress line starts on a line of its own
     load_checkpoint(dest)  # a file that does not load as a CLIPDenoiser is no use in the cache
     print(f"checkpoint: {dest}")
     return 0
 
 
-def _progress_printer(label: str) -> Callable[[int, int | None], None]:
-    def show(done: int, total: int | None) -> None:
-        pct = f"{100 * done / total:5.1f}%" if total else f"{done / 1e6:.1f} MB"
-        print(f"\r{label}: {pct}", end="" if total is None or done < total else "\n", file=sys.stderr, flush=True)
+class _ProgressPrinter:
+    """Prints ``label: NN.N%`` over itself on stderr; :meth:`end_line` ends a line left unfinished."""
 
-    return show
+    def __init__(self, label: str) -> None:
+        self.label, self.open = label, False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        pct = f"{100 * done / total:5.1f}%" if total else f"{done / 1e6:.1f} MB"
+        self.open = total is None or done < total
+        print(f"\r{self.label}: {pct}", end="" if self.open else "\n", file=sys.stderr, flush=True)
+
+    def end_line(self) -> None:
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
 
 
 # -- denoise ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ deserialises TorchScript without running Python pickles.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ __all__ = [
     "PRETRAINED_DECODERS",
     "SHIPPED_WEIGHTS",
     "checkpoint_for",
+    "derivation",
     "resolve_weights",
     "weights_label",
     "cache_dir",
@@ -93,6 +95,21 @@ def weights_label(path: str | os.PathLike | None) -> str | None:
     return None
 
 
+def derivation(ckpt_path: str | os.PathLike | None) -> str:
+    """The DerivationDescription of a series denoised with the weights at ``ckpt_path``: their file name and
+    SHA-256 (and label, for shipped weights).
+
+    Derived series and instance UIDs are a hash of the source UIDs and this text
+    (:func:`~ldct_clip.ct.io.writers.derived_uid`), so a rerun with the same weights names the same series, and
+    results of other weights on the same source are other series (a PACS would otherwise keep only the first).
+    """
+    path = Path(ckpt_path) if ckpt_path else None
+    if path is None or not path.is_file():
+        return "ldct-clip denoised; untrained (random) weights"
+    label = weights_label(path)
+    return f"ldct-clip denoised; weights {path.name}, SHA-256 {sha256sum(path)}" + (f" ({label})" if label else "")
+
+
 def checkpoint_for(weights: str | None, default: str | os.PathLike) -> str:
     """The checkpoint a bundle run loads: ``weights`` (a shipped name or a path) if given, else ``default``.
 
@@ -140,6 +157,7 @@ def download(
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    done, total = offset, None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             resumed = offset > 0 and response.status == 206
@@ -154,11 +172,15 @@ def download(
                     done += len(block)
                     if progress is not None:
                         progress(done, total)
-    except (urllib.error.URLError, OSError) as e:
+            if total is not None and done < total:
+                # the connection closed before Content-Length bytes came: read() just returns b"" then
+                raise http.client.IncompleteRead(b"", total - done)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         # 416: the partial file already holds the whole file (a run stopped before the rename); the checksum decides
         if not (isinstance(e, urllib.error.HTTPError) and e.code == 416 and offset > 0):
+            reason = f"the connection closed after {done} of {total} bytes" if isinstance(e, http.client.IncompleteRead) else e
             raise WeightsError(
-                f"could not download {url}: {e}. The partial file {part} is kept; run the command again to resume."
+                f"could not download {url}: {reason}. The partial file {part} is kept; run the command again to resume."
             ) from e
     if sha256 is not None and (actual := sha256sum(part)) != sha256.lower():
         part.unlink(missing_ok=True)

@@ -50,8 +50,9 @@ def missing_reason() -> str | None:
 class Orthanc:
     """``Orthanc`` started in ``folder``; ``url`` is its REST root, ``dicomweb`` its DICOMweb root."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_config: dict | None = None) -> None:
         self.folder = Path(folder)
+        self.extra_config = dict(extra_config or {})  # e.g. LuaScripts; overrides the defaults below
         self.http_port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
@@ -74,6 +75,7 @@ class Orthanc:
             "ConcurrentJobs": 1,
             "Plugins": [str(find_dicomweb_plugin())],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Ssl": False},
+            **self.extra_config,
         }
         config_path = self.folder / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from conftest import denoise, tiny_model
+from ldct_clip.checkpoints import save_checkpoint
 from ldct_clip.errors import InputError
 from ldct_clip.inference import denoise_volume
 from ct_factory import phantom_hu, write_ct_series
@@ -109,6 +111,25 @@ def test_dicom_series_in_derived_series_out(tmp_path, tiny_checkpoint):
         assert_rounded_close(hu_k.T, np.clip(np.rint(expected[:, :, k]), -1024, None), what=f"slice {k} HU")
     assert (out / f"{result.name}.png").exists()
     assert all(p.read_bytes() == b for p, b in before.items())  # inputs untouched
+
+
+def test_derived_series_is_named_by_its_source_and_weights(tmp_path, tiny_checkpoint):
+    # a rerun with the same weights names the same series and instances (a PACS store can be redone without
+    # duplicates); other weights on the same source make another series, whose description names them
+    write_ct_series(tmp_path / "in" / "p", phantom_hu((48, 40, 3), seed=4))
+    other = save_checkpoint(tiny_model(seed=1), tmp_path / "other.pt")
+
+    def derived(out: str, ckpt: Path) -> list[pydicom.Dataset]:
+        [result] = denoise(tmp_path / "in", tmp_path / out, ckpt, precision="fp32", write_png=False)
+        return [pydicom.dcmread(p) for p in sorted((tmp_path / out / f"{result.name}_dicom").glob("*.dcm"))]
+
+    first, again, second = derived("a", tiny_checkpoint), derived("b", tiny_checkpoint), derived("c", other)
+    uids = lambda series: [(d.SeriesInstanceUID, d.SOPInstanceUID) for d in series]  # noqa: E731
+    assert uids(first) == uids(again)
+    assert first[0].SeriesInstanceUID != second[0].SeriesInstanceUID
+    assert {d.SOPInstanceUID for d in first}.isdisjoint(d.SOPInstanceUID for d in second)
+    digest = hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    assert first[0].DerivationDescription == f"ldct-clip denoised; weights tiny.pt, SHA-256 {digest}"
 
 
 def model_output(tmp_path: Path, ckpt: Path, hu: np.ndarray) -> np.ndarray:

@@ -321,6 +321,25 @@ def test_derived_series_round_trip(
         assert d.file_meta.MediaStorageSOPClassUID == d.SOPClassUID == pydicom.uid.CTImageStorage
 
 
+def test_derived_series_uids_are_the_same_on_a_rerun(tmp_path: Path) -> None:
+    # a rerun (e.g. after a PACS store was cut short) must name the same series and instances, so the PACS
+    # sees them as already stored instead of getting a duplicate series; another derivation is another series
+    write_ct_series(tmp_path / "in", phantom_hu((32, 32, 3)), series_number=3)
+    vol = read_path(tmp_path / "in")
+
+    def uids(folder: str, **kwargs) -> tuple[str, list[str]]:
+        write_derived_series(vol.hu, vol.dicom_headers, tmp_path / folder, **kwargs)
+        new = _read_files(tmp_path / folder)
+        return str(new[0].SeriesInstanceUID), [str(ds.SOPInstanceUID) for ds in new]
+
+    first, again = uids("a"), uids("b")
+    assert first == again and len(set(first[1])) == 3
+    assert uids("c", derivation="another method")[0] != first[0]
+    assert uids("d", series_description_suffix=" [other]")[0] != first[0]
+    assert set(uids("e", series_number=7)[1]).isdisjoint(first[1])
+    assert all(pydicom.uid.UID(u).is_valid for u in [first[0], *first[1]])
+
+
 def test_derived_series_clips_to_stored_range(tmp_path: Path) -> None:
     hu = phantom_hu((32, 32, 2))
     write_ct_series(tmp_path / "in", hu, signed=False)  # uint16 with intercept -1024: HU below -1024 cannot be stored

@@ -64,14 +64,17 @@ class SaveDerivedSeriesd(_CaseWriter):
     Args:
         series_description_suffix: appended to the source's SeriesDescription.
         series_number: of the derived series (default: the source's + 1000).
+        derivation: its DerivationDescription, which names the weights (``inference.json``:
+            :func:`ldct_clip.weights.derivation`); the derived UIDs are a hash of it and the source UIDs.
     """
 
     def __init__(self, keys: KeysCollection, outputs: CaseOutputs, series_description_suffix: str = " [ldct-clip]",
-                 series_number: int | None = None, meta_key: str = "image", name_key: str = "name",
-                 allow_missing_keys: bool = False) -> None:
+                 series_number: int | None = None, derivation: str = "ldct-clip denoised", meta_key: str = "image",
+                 name_key: str = "name", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, outputs, meta_key, name_key, allow_missing_keys)
         self.series_description_suffix = series_description_suffix
         self.series_number = series_number
+        self.derivation = derivation
 
     def write(self, hu: np.ndarray, meta: dict[str, Any], name: str, d: dict[Hashable, Any]) -> None:
         case = case_from_meta(meta)
@@ -81,7 +84,7 @@ class SaveDerivedSeriesd(_CaseWriter):
             headers = read_dicom_headers(case)
             write_derived_series(
                 hu, headers, self.outputs.stage(name, "dicom"), series_description_suffix=self.series_description_suffix,
-                series_number=self.series_number, inputs=[case.source],
+                series_number=self.series_number, derivation=self.derivation, inputs=[case.source],
             )
 
 

@@ -22,7 +22,7 @@ from ldct_clip.errors import InputError
 from ldct_clip.atomic import atomic_path, temp_name
 from ldct_clip.ct.io.volume import is_multiframe_headers
 
-__all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "check_output_path", "ensure_dir", "DEFAULT_SERIES_NUMBER_OFFSET"]
+__all__ = ["hu_to_int16", "write_nifti", "write_derived_series", "derived_uid", "check_output_path", "ensure_dir", "DEFAULT_SERIES_NUMBER_OFFSET"]
 
 #: Derived series get the source SeriesNumber plus this (unless a number is given), so they sort after it.
 DEFAULT_SERIES_NUMBER_OFFSET = 1000
@@ -129,9 +129,22 @@ def _oserror_as_input_error(what: Path) -> Iterator[None]:
     except InputError:
         raise
     except OSError as exc:
+        root = _system_error(exc)
+        reason = root.strerror if root.errno is not None else str(root).splitlines()[0]
         raise InputError(
-            f"Writing {what} failed: {exc.strerror or exc} ({exc.filename or what}). Check free space and permissions."
+            f"Writing {what} failed: {reason} ({root.filename or what}). Check free space and permissions."
         ) from exc
+
+
+def _system_error(exc: OSError) -> OSError:
+    """The OSError that carries the errno: pydicom re-raises a write error as ``OSError("With tag ... got
+    exception: ...<traceback>")`` without one, chained to the original (ENOSPC, EACCES, ...)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 # ------------------------------------------------------------------------------------------------- NIfTI
@@ -250,17 +263,26 @@ def _now() -> tuple[str, str]:
     return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
 
 
-def _common_derived_tags(ds: Any, series_uid: str, description: str, series_number: int, derivation: str) -> None:
+def derived_uid(*sources: str) -> str:
+    """A UID under pydicom's root that is a hash of ``sources``: the same sources give the same UID.
+
+    Derived series and instances are named this way (from the source UIDs and how they were derived), so
+    that rerunning a job, e.g. a PACS store cut short, writes the same series with the same instances again,
+    which the PACS recognises as already stored, instead of a duplicate series."""
     from pydicom.uid import generate_uid
 
+    return str(generate_uid(entropy_srcs=["ldct-clip derived", *map(str, sources)]))
+
+
+def _common_derived_tags(ds: Any, series_uid: str, description: str, series_number: int, derivation: str) -> None:
     date, time = _now()
     for keyword in _DROP_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
     # Private tags describe the vendor's original pixels and processing; they are wrong for ours.
     ds.remove_private_tags()
+    ds.SOPInstanceUID = derived_uid(series_uid, ds.get("SOPInstanceUID", ""))  # ds: still the source's copy
     ds.SeriesInstanceUID = series_uid
-    ds.SOPInstanceUID = generate_uid()
     ds.SeriesDescription = description
     ds.SeriesNumber = series_number
     ds.DerivationDescription = derivation[:1024]
@@ -461,7 +483,8 @@ def write_derived_series(
     """Write ``hu`` as a new DICOM series derived from the source ``headers``, atomically.
 
     Single-frame source (one header per slice): one file per slice, ``0001.dcm``... in Z order, each a
-    copy of its source header with a new SOPInstanceUID, one new SeriesInstanceUID for the series,
+    copy of its source header with a new SOPInstanceUID, one new SeriesInstanceUID for the series (both
+    :func:`derived_uid`: the same source, description, number and derivation give the same UIDs on a rerun),
     ImageType ``DERIVED\\SECONDARY\\<source value 3+, else AXIAL>``, SeriesDescription + suffix, SeriesNumber
     (source + 1000 unless given), DerivationDescription/-CodeSequence, SourceImageSequence pointing at the
     source slice, and the source's patient, study, frame-of-reference and geometry tags.  Private tags,
@@ -495,8 +518,6 @@ def write_derived_series(
         InputError: shape/header mismatch, NaN HU, ``out_dir`` is (inside) an input or not writable,
             ``out_dir`` not empty without ``overwrite``, or a write failure.
     """
-    from pydicom.uid import generate_uid
-
     hu = np.asarray(hu)
     out_dir = Path(out_dir)
     if hu.ndim != 3:
@@ -532,7 +553,11 @@ def write_derived_series(
             check_output_path(out_dir, protected, replacing=True)
     ensure_dir(out_dir.parent)
 
-    series_uid = generate_uid()
+    src = headers[0]
+    series_uid = derived_uid(
+        src.get("SeriesInstanceUID", ""), _description(src, series_description_suffix), _series_number(src, series_number),
+        derivation,
+    )
     tmp_dir = temp_name(out_dir, "tmp")
     written: list[str] = []
     try:

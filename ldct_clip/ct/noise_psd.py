@@ -122,12 +122,12 @@ def simulated_noise_psd(
 def estimate_noise_psd(volume_hu: np.ndarray, *, roi_size: int | None = None) -> np.ndarray:
     """Blind estimate of the noise PSD of a CT slice or volume, from the image alone.
 
-    The most uniform water-like square (:func:`~ldct_clip.metrics.find_uniform_roi`, the largest that fits, located on the image
-    smoothed by a 2-pixel Gaussian, so that strong noise does not hide the region) is cut into half-size
-    windows overlapping by half (Welch's method; 9 per slice); each window's least-squares plane is
-    removed, their PSDs are averaged over windows and slices and resized to the slice
-    (:func:`resize_psd`).  Without a uniform region: the white PSD of the wavelet noise estimate, with a
-    warning (it underestimates FBP noise).
+    The most uniform water-like square (:func:`~ldct_clip.metrics.find_uniform_roi`; the largest size that fits,
+    located on the image smoothed by a 2-pixel Gaussian, so that strong noise does not hide the region) is cut
+    into half-size windows overlapping by half (Welch's method; 9 per slice); each window's least-squares plane
+    is removed, their PSDs are averaged over windows and slices and resized to the slice (:func:`resize_psd`).
+    Without a uniform region: the white PSD of the wavelet noise estimate, with a warning (it underestimates
+    FBP noise).
 
     Args:
         volume_hu: ``(X, Y)`` or ``(X, Y, Z)`` in HU.

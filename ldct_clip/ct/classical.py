@@ -108,6 +108,8 @@ def import_bm3d():
 
 
 class _NumpyWithTrapz(types.ModuleType):
+    """numpy, plus ``trapz`` (the name NumPy < 2.4 had for ``trapezoid``), for bm4d's module namespace only."""
+
     trapz = staticmethod(np.trapezoid) if hasattr(np, "trapezoid") else None
 
     def __getattr__(self, name: str):
@@ -130,7 +132,7 @@ def denoise_bm3d(
 
     Optional: ``pip install 'ldct-clip[bm3d]'``.  Its licence (Tampere University) allows non-commercial use
     only, so it is not a dependency of ldct-clip.  It takes about 2 s per 128x128 slice and 25 s per 512x512
-    slice on one CPU core.
+    slice on the project's 2-core CPU.
 
     Args:
         volume_hu: ``(X, Y)`` or ``(X, Y, Z)`` in HU.
@@ -158,7 +160,8 @@ def denoise_bm3d(
     return _per_slice(volume_hu, lambda s: 1000.0 * bm3d.bm3d(s / 1000.0, scaled), progress)
 
 
-#: Classical denoisers by name: ``fn(volume_hu, sigma_hu=None, *, progress=None) -> volume_hu``.
+#: Classical denoisers by name: ``fn(volume_hu, sigma_hu=None, *, progress=None) -> volume_hu`` (``bm3d`` also
+#: takes ``noise_psd=``, its preferred noise model).
 
 
 CLASSICAL_DENOISERS: dict[str, Callable[..., np.ndarray]] = {"nlm": denoise_nlm, "bm3d": denoise_bm3d}

@@ -14,8 +14,8 @@ variance-matched noise insertion, 720-view parallel beam, the slice's pixel size
 for the soft B30s and STANDARD kernels), ``--realisations`` noise realisations per dose at fixed seeds.  The
 simulator's photon count ``I0`` is calibrated per slice so that its full-dose noise has the SD of the slice's own
 noise in its most uniform water-like region (:func:`calibrate_flux`): the noise of dose ``k`` is then the real
-noise times ``1/sqrt(k)``, whatever the pixel size and kernel (the default ``I0 = 1e5`` of ``ldct-clip simulate``
-would give the 0.29 mm neck slice about 5 times its real noise at full dose).  Rows:
+noise times ``1/sqrt(k)``, whatever the pixel size and kernel (the defaults of ``ldct-clip simulate``, ``I0 = 1e5``
+and a ramp filter, give the 0.29 mm neck slice about 5 times the noise of this calibration).  Rows:
 
 * ``input``: the simulated low-dose slice;
 * ``demo`` (or ``--weights``): the network through :func:`ldct_clip.inference.denoise_volume`, the bundle's

@@ -283,7 +283,9 @@ def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--protocols", nargs="+", default=["paper", "redcnn", "ldct-benchmark-chest",
                                                       "ldct-benchmark-abdomen", "ldct-benchmark-head"],
                    help="metric protocols (default: all)")
-    e.add_argument("--classical", nargs="*", default=["nlm"], help="baselines: nlm, bm3d (needs pip install bm3d)")
+    e.add_argument("--classical", nargs="*", default=["nlm", "bm3d"],
+                   help="baselines (default nlm bm3d; bm3d, correlated-noise BM3D with the noise PSD estimated from "
+                        "the LDCT, needs pip install 'ldct-clip[bm3d]' and is skipped where not installed)")
     e.add_argument("--noise-roi", type=int, nargs=4, metavar=("X0", "X1", "Y0", "Y1"),
                    help="noise SD region in pixels (default: most uniform water-like square of the reference)")
     e.add_argument("--nps-size", type=int, help="side of the NPS region in pixels (default min(64, half slice))")

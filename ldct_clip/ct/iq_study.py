@@ -11,8 +11,10 @@ noise-free phantom, ``realisations`` signal-present and as many signal-absent im
   writing) on one NIfTI case per dose and phantom whose slices are the realisations;
 * ``nlm``: :func:`~ldct_clip.ct.classical.denoise_nlm` given the true noise SD of the FBP images (tuned: the
   strength scikit-image recommends for a known noise level);
-* ``bm3d``: :func:`~ldct_clip.ct.classical.denoise_bm3d` where the ``bm3d`` package is installed (skipped,
-  with a note, where not).
+* ``bm3d``: :func:`~ldct_clip.ct.classical.denoise_bm3d` (correlated-noise BM3D) given the PSD of the
+  simulated noise (signal-absent images minus the truth, inside the phantom:
+  :func:`~ldct_clip.ct.noise_psd.simulated_noise_psd`), where the ``bm3d`` package is installed (skipped, with a
+  note, where not).
 
 It then measures per method and dose: low-contrast detectability of the four CCT189 inserts
 (:func:`~ldct_clip.metrics.detectability.measure_lcd`), the NPS of the signal-absent images in a central
@@ -160,14 +162,17 @@ def _run_model(stacks: dict, settings: IQSettings, overrides: dict[str, Any], wo
     return {key: read_path(dst / f"{name}.nii.gz").hu for key, name in names.items()}
 
 
-def _run_classical(name: str, stacks: dict, sigmas: dict[float, float], progress: bool) -> dict:
+def _run_classical(name: str, stacks: dict, noise: dict[float, dict], progress: bool) -> dict:
+    """``noise[dose]``: ``{"sigma_hu": SD, "noise_psd": PSD}`` of the simulated noise: NLM takes the SD, BM3D the
+    PSD."""
     from ldct_clip.ct.classical import CLASSICAL_DENOISERS
     from ldct_clip.reporting.progress import slice_progress
 
     out = {}
     for (kind, dose), stack in stacks.items():
+        given = {"noise_psd": noise[dose]["noise_psd"]} if name == "bm3d" else {"sigma_hu": noise[dose]["sigma_hu"]}
         with slice_progress(progress, f"{kind} {100 * dose:g}%", stack.shape[2], name) as step:
-            out[(kind, dose)] = CLASSICAL_DENOISERS[name](stack, sigmas[dose], progress=step)
+            out[(kind, dose)] = CLASSICAL_DENOISERS[name](stack, **given, progress=step)
     return out
 
 
@@ -252,10 +257,20 @@ def run_iq_study(settings: IQSettings | None = None, *, model_overrides: dict[st
             denoised = _run_model(stacks, settings, model_overrides, Path(workdir))
         study.seconds[MODEL] = time.perf_counter() - t0
         _measure(study, MODEL, denoised, progress)
+    noise = {}
+    if "bm3d" in classical:
+        from ldct_clip.ct.noise_psd import simulated_noise_psd
+
+        for d in sigmas:
+            absent = stacks[("absent", d)]
+            ref = np.broadcast_to(truth["absent"][:, :, None], absent.shape)
+            noise[d] = {"noise_psd": simulated_noise_psd(lambda _, a=absent: a, ref, seeds=[0])}
+    noise = {d: {"sigma_hu": v, **noise.get(d, {})} for d, v in sigmas.items()}
     for name in classical:
-        _say(progress, f"denoising with {name} (noise SD given: {', '.join(f'{v:.1f}' for v in sigmas.values())} HU)")
+        _say(progress, f"denoising with {name} (noise SD given: {', '.join(f'{v:.1f}' for v in sigmas.values())} HU"
+                       + (", and its PSD)" if name == "bm3d" else ")"))
         t0 = time.perf_counter()
-        out = _run_classical(name, stacks, sigmas, progress)
+        out = _run_classical(name, stacks, noise, progress)
         study.seconds[name] = time.perf_counter() - t0
         _measure(study, name, out, progress)
     return study

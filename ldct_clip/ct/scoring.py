@@ -26,7 +26,7 @@ from ldct_clip.metrics import find_uniform_roi, get_protocol, noise_sd, per_slic
 from ldct_clip.reporting.case_figures import case_figures
 from ldct_clip.reporting.progress import SliceProgress, slice_progress
 from ldct_clip.reporting.tables import write_csv, write_text
-from ldct_clip.ct.classical import CLASSICAL_DENOISERS, estimate_noise_sd
+from ldct_clip.ct.classical import CLASSICAL_DENOISERS, estimate_noise_sd, import_bm3d
 from ldct_clip.ct.pairs import CasePair
 
 __all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "CaseScorer", "check_settings",
@@ -99,13 +99,6 @@ def check_settings(
     unknown = [c for c in classical if c not in CLASSICAL_DENOISERS]
     if unknown:
         raise InputError(f"unknown classical denoiser(s) {unknown}; choose from {sorted(CLASSICAL_DENOISERS)}.")
-    if "bm3d" in classical:
-        try:
-            import bm3d  # noqa: F401  (optional package: say so now, not after the network has run)
-        except ImportError:
-            raise InputError(
-                "the 'bm3d' denoiser needs the bm3d package: pip install bm3d (licence: non-commercial use only)."
-            ) from None
     try:
         windows = [(float(c), float(w)) for c, w in display_windows]
     except (TypeError, ValueError):
@@ -151,7 +144,7 @@ class CaseScorer:
         self.sources = list(sources)
         check_output_path(self.output_dir, self.sources)
         self.network_name = network_name
-        self.classical = list(classical)
+        self.classical, self.notes = _installed(classical)
         self.methods = ["input"] + ([network_name] if network_name else []) + self.classical
         self.noise_roi, self.nps_size = noise_roi, nps_size
         self.write_png, self.write_volumes, self.progress = write_png, write_volumes, progress
@@ -161,13 +154,17 @@ class CaseScorer:
         self.seconds: dict[str, float] = dict.fromkeys(self.methods, 0.0)
         self.files: dict[str, Path] = {}
         self.cases = 0
+        self.bm3d_psd: set[str] = set()
 
     def add(
         self, name: str, ldct_hu: np.ndarray, ndct_hu: np.ndarray, affine: np.ndarray, *,
         denoised: np.ndarray | None = None, network_seconds: float = 0.0, ndct_affine: np.ndarray | None = None,
+        noise_psd: np.ndarray | None = None,
     ) -> None:
         """Score one case: ``ldct_hu`` and ``ndct_hu`` (X, Y, Z) in HU on the grid ``affine`` (4x4, RAS+ mm), and
-        the network's ``denoised`` volume (required when the scorer has a network)."""
+        the network's ``denoised`` volume (required when the scorer has a network).  ``noise_psd``: the ``(X, Y)``
+        PSD of the LDCT noise where it is known (simulated noise, :mod:`ldct_clip.ct.noise_psd`), for BM3D;
+        otherwise BM3D estimates it from the LDCT volume."""
         if ldct_hu.shape != ndct_hu.shape:
             raise InputError(
                 f"{name}: LDCT shape {tuple(ldct_hu.shape)} and NDCT shape {tuple(ndct_hu.shape)} (X, Y, Z) differ; "
@@ -187,11 +184,13 @@ class CaseScorer:
                 raise ValueError(f"{name}: the scorer has a network ({self.network_name}) but no denoised volume came")
             images[self.network_name] = np.asarray(denoised, dtype=np.float32)
             case_seconds[self.network_name] = network_seconds
-        sigma = estimate_noise_sd(images["input"]) if self.classical else math.nan
+        if "bm3d" in self.classical:
+            self.bm3d_psd.add("given (simulated noise)" if noise_psd is not None else "estimated from each LDCT volume")
         for method in self.classical:
             start = time.perf_counter()
             with slice_progress(self.progress or None, name, nz, method) as step:
-                images[method] = CLASSICAL_DENOISERS[method](images["input"], sigma, progress=step)
+                images[method] = CLASSICAL_DENOISERS[method](
+                    images["input"], **_noise_model(method, images["input"], noise_psd), progress=step)
             case_seconds[method] = time.perf_counter() - start
         for method, t in case_seconds.items():
             self.seconds[method] += t
@@ -243,7 +242,12 @@ class CaseScorer:
             raise InputError("no LDCT/NDCT pairs were scored.")
         metric_cols = _metric_columns(self.protocols)
         summary = _summarise(self.per_slice, self.per_case, self.methods, metric_cols, self.seconds)
-        markdown = _markdown(summary, self.protocols, self.cases, self.header)
+        header = dict(self.header)
+        if self.bm3d_psd:
+            header["BM3D noise PSD"] = ", ".join(sorted(self.bm3d_psd))
+        if self.notes:
+            header["note"] = "; ".join(self.notes)
+        markdown = _markdown(summary, self.protocols, self.cases, header)
         out, files = self.output_dir, dict(self.files)
         out.mkdir(parents=True, exist_ok=True)
         files["per_slice"] = write_csv(
@@ -275,7 +279,10 @@ def evaluate_pairs(
     """Denoise and score paired cases; write CSV tables, a markdown summary and PNG figures.
 
     For each pair the LDCT volume is scored as it is (``input``), after the network (``network_name``, when a
-    ``denoiser`` is given) and after each classical denoiser, against the NDCT reference.
+    ``denoiser`` is given) and after each classical denoiser, against the NDCT reference.  The classical
+    denoisers see only the LDCT: NLM its noise SD estimated from the volume, BM3D its noise PSD estimated from
+    the volume (:func:`~ldct_clip.ct.noise_psd.estimate_noise_psd`; ``CaseScorer.add`` takes a known one).
+    BM3D is skipped, with a note in ``summary.md``, where the ``bm3d`` package is not installed.
 
     * Metrics: PSNR (dB), SSIM and RMSE (HU) of each axial slice under each protocol
       (:func:`~ldct_clip.metrics.per_slice_metrics`); case values are slice means, the summary's are means and
@@ -331,6 +338,27 @@ def evaluate_pairs(
         scorer.add(pair.name, ld.hu, nd.hu, ld.affine, denoised=denoised, network_seconds=seconds,
                    ndct_affine=nd.affine)
     return scorer.finish()
+
+
+def _installed(classical: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The classical denoisers that can run here, and notes on those skipped (BM3D is an optional package)."""
+    names, notes = list(classical), []
+    if "bm3d" in names:
+        try:
+            import_bm3d()  # say so now, not after the network has run
+        except InputError as e:
+            names.remove("bm3d")
+            notes.append(f"BM3D skipped: {e}")
+            log.warning("BM3D skipped: %s", e)
+    return names, notes
+
+
+def _noise_model(method: str, ldct_hu: np.ndarray, noise_psd: np.ndarray | None) -> dict[str, Any]:
+    """The noise description each classical denoiser is given: NLM the SD estimated from the LDCT volume,
+    BM3D a PSD (the known one, else its own estimate from the volume: FBP noise is correlated)."""
+    if method == "bm3d":
+        return {"noise_psd": noise_psd}
+    return {"sigma_hu": estimate_noise_sd(ldct_hu)}
 
 
 def _summarise(

@@ -8,7 +8,6 @@ same series asked for concurrently). Every answer must be its own series' denois
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ import requests
 from ct_factory import phantom_hu, write_ct_series
 from ldct_clip.ct.io import find_cases
 from orthanc_server import orthanc  # noqa: F401  (the shared server fixture)
-from test_monailabel import TINY_OVERRIDES, MonaiLabelServer, bundle, ml_python  # noqa: F401  (fixtures)
+from test_monailabel import MonaiLabelServer, bundle, ml_python  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +43,7 @@ def four_series(orthanc, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ml_python, orthanc, four_series, bundle, tmp_path_factory):
-    overrides = json.dumps(TINY_OVERRIDES, separators=(",", ":"))
-    conf = {"models": "ldct_denoise", "bundle": str(bundle), "bundle_overrides": overrides}
-    s = MonaiLabelServer(ml_python, orthanc.dicomweb, conf, tmp_path_factory.mktemp("monailabel"))
+    s = MonaiLabelServer.serving(ml_python, orthanc.dicomweb, bundle, tmp_path_factory.mktemp("monailabel"))
     try:
         yield s.wait()
     finally:

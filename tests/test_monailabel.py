@@ -105,6 +105,14 @@ def doors_series(orthanc, tmp_path_factory):
 
 
 class MonaiLabelServer:
+    @classmethod
+    def serving(cls, python: str, studies: str, bundle: Path, folder: Path) -> MonaiLabelServer:
+        """The app serving ``bundle``'s denoise task with the tiny test network."""
+        # the launcher passes its arguments on unquoted ($*): no spaces in values
+        overrides = json.dumps(TINY_OVERRIDES, separators=(",", ":"))
+        return cls(python, studies, {"models": "ldct_denoise", "bundle": str(bundle), "bundle_overrides": overrides},
+                   folder)
+
     def __init__(self, python: str, studies: str, conf: dict[str, str], folder: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -153,10 +161,7 @@ class MonaiLabelServer:
 
 @pytest.fixture(scope="module")
 def server(ml_python, orthanc, ct_series, doors_series, bundle, tmp_path_factory):
-    # the launcher passes its arguments on unquoted ($*): no spaces in values
-    overrides = json.dumps(TINY_OVERRIDES, separators=(",", ":"))
-    conf = {"models": "ldct_denoise", "bundle": str(bundle), "bundle_overrides": overrides}
-    s = MonaiLabelServer(ml_python, orthanc.dicomweb, conf, tmp_path_factory.mktemp("monailabel"))
+    s = MonaiLabelServer.serving(ml_python, orthanc.dicomweb, bundle, tmp_path_factory.mktemp("monailabel"))
     try:
         yield s.wait()
     finally:

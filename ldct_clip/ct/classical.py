@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -12,7 +12,8 @@ from ldct_clip.errors import InputError
 from ldct_clip.metrics import find_uniform_roi, noise_sd
 from ldct_clip.reporting.progress import SliceProgress
 
-__all__ = ["CLASSICAL_DENOISERS", "denoise_bm3d", "denoise_nlm", "estimate_noise_sd", "import_bm3d"]
+__all__ = ["CLASSICAL_DENOISERS", "available_denoisers", "denoise_bm3d", "denoise_nlm", "estimate_noise_sd",
+           "import_bm3d"]
 
 log = logging.getLogger("ldct_clip")
 
@@ -165,3 +166,17 @@ def denoise_bm3d(
 
 
 CLASSICAL_DENOISERS: dict[str, Callable[..., np.ndarray]] = {"nlm": denoise_nlm, "bm3d": denoise_bm3d}
+
+
+def available_denoisers(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The classical denoisers of ``names`` that can run here, and a note on each one skipped (BM3D is an optional
+    package): checked before any work, so a study or an evaluation says so up front, not after the network ran."""
+    kept, notes = list(names), []
+    if "bm3d" in kept:
+        try:
+            import_bm3d()
+        except InputError as e:
+            kept.remove("bm3d")
+            notes.append(f"BM3D skipped: {e}")
+            log.warning("BM3D skipped: %s", e)
+    return kept, notes

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ldct_clip.ct.classical import CLASSICAL_DENOISERS, available_denoisers
 from ldct_clip.ct.iq_phantoms import (
     CCT189_INSERTS,
     TTF_INSERTS,
@@ -165,7 +166,6 @@ def _run_model(stacks: dict, settings: IQSettings, overrides: dict[str, Any], wo
 def _run_classical(name: str, stacks: dict, noise: dict[float, dict], progress: bool) -> dict:
     """``noise[dose]``: ``{"sigma_hu": SD, "noise_psd": PSD}`` of the simulated noise: NLM takes the SD, BM3D the
     PSD."""
-    from ldct_clip.ct.classical import CLASSICAL_DENOISERS
     from ldct_clip.reporting.progress import slice_progress
 
     out = {}
@@ -225,14 +225,7 @@ def run_iq_study(settings: IQSettings | None = None, *, model_overrides: dict[st
     """
     settings = settings or IQSettings()
     settings.check()
-    classical = list(settings.classical)
-    notes = []
-    if "bm3d" in classical:
-        try:
-            import bm3d  # noqa: F401
-        except ImportError:
-            classical.remove("bm3d")
-            notes.append("BM3D skipped: the bm3d package is not installed (pip install bm3d; non-commercial licence).")
+    classical, notes = available_denoisers(settings.classical)
     methods = ["fbp"] + ([MODEL] if model_overrides is not None else []) + classical
     study = IQStudy(settings, methods, notes=notes)
     for note in notes:

@@ -26,7 +26,7 @@ from ldct_clip.metrics import find_uniform_roi, get_protocol, noise_sd, per_slic
 from ldct_clip.reporting.case_figures import case_figures
 from ldct_clip.reporting.progress import SliceProgress, slice_progress
 from ldct_clip.reporting.tables import write_csv, write_text
-from ldct_clip.ct.classical import CLASSICAL_DENOISERS, estimate_noise_sd, import_bm3d
+from ldct_clip.ct.classical import CLASSICAL_DENOISERS, available_denoisers, estimate_noise_sd
 from ldct_clip.ct.pairs import CasePair
 
 __all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "CaseScorer", "check_settings",
@@ -144,7 +144,7 @@ class CaseScorer:
         self.sources = list(sources)
         check_output_path(self.output_dir, self.sources)
         self.network_name = network_name
-        self.classical, self.notes = _installed(classical)
+        self.classical, self.notes = available_denoisers(classical)
         self.methods = ["input"] + ([network_name] if network_name else []) + self.classical
         self.noise_roi, self.nps_size = noise_roi, nps_size
         self.write_png, self.write_volumes, self.progress = write_png, write_volumes, progress
@@ -338,19 +338,6 @@ def evaluate_pairs(
         scorer.add(pair.name, ld.hu, nd.hu, ld.affine, denoised=denoised, network_seconds=seconds,
                    ndct_affine=nd.affine)
     return scorer.finish()
-
-
-def _installed(classical: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The classical denoisers that can run here, and notes on those skipped (BM3D is an optional package)."""
-    names, notes = list(classical), []
-    if "bm3d" in names:
-        try:
-            import_bm3d()  # say so now, not after the network has run
-        except InputError as e:
-            names.remove("bm3d")
-            notes.append(f"BM3D skipped: {e}")
-            log.warning("BM3D skipped: %s", e)
-    return names, notes
 
 
 def _noise_model(method: str, ldct_hu: np.ndarray, noise_psd: np.ndarray | None) -> dict[str, Any]:

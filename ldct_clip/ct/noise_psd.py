@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ldct_clip.errors import InputError
-from ldct_clip.metrics import find_uniform_roi
+from ldct_clip.metrics import find_uniform_roi, noise_power_spectrum
 
 __all__ = ["estimate_noise_psd", "noise_psd", "psd_sd", "resize_psd", "simulated_noise_psd", "white_psd"]
 
@@ -52,8 +52,9 @@ def noise_psd(noise: np.ndarray, shape: Sequence[int] | None = None) -> np.ndarr
         n = n[:, :, None]
     if n.ndim != 3 or min(n.shape[:2]) < 4:
         raise InputError(f"noise must be (X, Y) or (X, Y, N) with X, Y >= 4, got shape {n.shape}.")
-    n = n - n.mean(axis=(0, 1), keepdims=True)
-    psd = (np.abs(np.fft.fft2(n, axes=(0, 1))) ** 2).mean(axis=2)
+    # the physical NPS at unit pixel size, unshifted and without its 1 / (X * Y): bm3d's convention
+    nps, _ = noise_power_spectrum(np.moveaxis(n, 2, 0), 1.0)
+    psd = np.fft.ifftshift(nps) * (n.shape[0] * n.shape[1])
     return psd if shape is None else resize_psd(psd, shape)
 
 

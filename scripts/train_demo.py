@@ -93,7 +93,7 @@ def make_case(index: int, dose_range: tuple[float, float], slices: int = 2) -> d
 
 
 def stage_data(args: argparse.Namespace) -> None:
-    bank = args.workdir / "bank"
+    bank = args.workdir / args.bank
     bank.mkdir(parents=True, exist_ok=True)
     shard, nshards = (int(v) for v in args.shard.split("/"))
     t0 = time.monotonic()
@@ -102,7 +102,12 @@ def stage_data(args: argparse.Namespace) -> None:
         path = bank / f"case{i:05d}.npz"
         if path.exists():
             continue
-        case = make_case(i, tuple(args.dose_range))
+        if args.content == "legacy":
+            case = make_case(i, tuple(args.dose_range))
+        else:  # unit-SD noise, rescaled to --noise-sd at training (ldct_clip.simulation.training_bank)
+            from ldct_clip.simulation.training_bank import make_content_case
+
+            case = make_content_case(i, args.content)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **case)
         os.replace(tmp, path)
@@ -193,6 +198,15 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
         load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
     elif args.init == "identity":
         identity_init(net)
+    if args.encoder_from:
+        # the paper's set-up in miniature: a trunk pretrained elsewhere (here: on natural images), then frozen
+        from ldct_clip.weights import read_state_dict
+
+        state = read_state_dict(args.encoder_from)
+        trunk = {k: v for k, v in state.items() if k.startswith(("encoder.", "first."))}
+        missing = net.load_state_dict(trunk, strict=False).missing_keys
+        if any(k.startswith(("encoder.", "first.")) for k in missing):
+            raise SystemExit(f"{args.encoder_from} lacks trunk weights: {missing[:3]}")
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
@@ -213,11 +227,12 @@ def stage_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = run_dir(args)
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted(glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
-    if args.max_cases:
-        files = files[: args.max_cases]
+    files = []
+    for bank in args.bank:
+        found = sorted(glob.glob(str(args.workdir / bank / "case*[0-9].npz")))
+        files += found[: args.max_cases] if args.max_cases else found
     if not files:
-        raise SystemExit(f"no bank in {args.workdir / 'bank'}: run the data stage first")
+        raise SystemExit(f"no bank in {args.workdir} {args.bank}: run the data stage first")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     settings["bank_cases"] = len(files)
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
@@ -225,7 +240,14 @@ def stage_train(args: argparse.Namespace) -> None:
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.iterations, eta_min=1e-6)
-    data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
+    with np.load(files[0]) as z:
+        scaled = "noise_unit" in z.files
+    if scaled:  # a content bank: the noise SD is drawn per crop from --noise-sd
+        from ldct_clip.simulation.training_bank import ContentCrops
+
+        data = ContentCrops(files, args.crop, tuple(args.noise_sd), seed=args.seed + 1)
+    else:
+        data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=0)
     if args.iterations % args.save_every:
         raise SystemExit("--iterations must be a multiple of --save-every")
@@ -395,6 +417,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--cases", type=int, default=700, help="cases (2 slices each), seeds 0..cases-1")
     d.add_argument("--dose-range", type=float, nargs=2, default=[0.1, 0.5])
     d.add_argument("--shard", default="0/1", help="i/n: this process makes cases i, i+n, ...")
+    d.add_argument("--bank", default="bank", help="folder of the bank under --workdir")
+    d.add_argument("--content", choices=["legacy", "phantom", "textured", "natural"], default="legacy",
+                   help="legacy: the first demo's phantom bank (noise at --dose-range); others: "
+                        "ldct_clip.simulation.training_bank cases (unit noise, rescaled at training)")
     d.set_defaults(func=stage_data)
 
     t = sub.add_parser("train", help="train (resumes a run of the same name)")
@@ -416,7 +442,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
-    t.add_argument("--max-cases", type=int, default=0, help="use only the first N bank cases (0: all)")
+    t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")
+    t.add_argument("--bank", nargs="+", default=["bank"], help="bank folders under --workdir (mixed by case count)")
+    t.add_argument("--noise-sd", type=float, nargs=2, default=[10.0, 150.0],
+                   help="content banks: noise SD range (HU), drawn log-uniformly per crop")
+    t.add_argument("--encoder-from", default=None,
+                   help="load the trunk (encoder and 1->3 adapter) from this checkpoint; with --encoder frozen it stays fixed")
     t.set_defaults(func=stage_train)
 
     e = sub.add_parser("eval", help="validation PSNR/SSIM of a run")

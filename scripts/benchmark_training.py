@@ -28,7 +28,7 @@ import numpy as np
 
 from ldct_clip import bundle_root
 from ldct_clip.ct.io.writers import write_nifti
-from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.simulation.phantom import make_phantom
 
 REGIONS = ("abdomen", "chest", "head", "neck")
 

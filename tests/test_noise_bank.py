@@ -14,8 +14,8 @@ from ldct_clip.ct.training_data import TrainingSlices
 from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoised
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
-from ldct_clip.ct.noise_bank import build_noise_bank
-from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.simulation.noise_bank import build_noise_bank
+from ldct_clip.simulation.phantom import make_phantom
 from ldct_clip.engine.trainer import read_log
 
 from test_training import CONFIGS, monai_train

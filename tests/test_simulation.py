@@ -7,7 +7,7 @@ import pytest
 
 from ldct_clip.errors import InputError
 from ldct_clip.metrics import noise_power_spectrum, radial_nps
-from ldct_clip.ct.simulation import add_gaussian_noise, simulate_dose_pair, simulate_low_dose
+from ldct_clip.simulation.reference import add_gaussian_noise, simulate_dose_pair, simulate_low_dose
 
 N = 128
 PIXEL_MM = 1.5

@@ -1,5 +1,5 @@
 """The paper's online CT training noise as MONAI transforms: Gaussian noise on the [0, 1] image, or realistic
-low-dose noise inserted in the projection domain (:mod:`ldct_clip.ct.simulation`, :mod:`ldct_clip.ct.noise_bank`).
+low-dose noise inserted in the projection domain (:mod:`ldct_clip.simulation.reference`, :mod:`ldct_clip.simulation.noise_bank`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from ldct_clip.errors import InputError
-from ldct_clip.ct.noise_bank import NoiseBank
-from ldct_clip.transforms.window import DEFAULT_HU_WINDOW, window_from
+from ldct_clip.simulation.noise_bank import NoiseBank
+from ldct_clip.ct.hu import DEFAULT_HU_WINDOW, window_from
 
 __all__ = ["CTNoise", "RandCTNoised", "sigma_for_slice_thickness"]
 
@@ -45,12 +45,12 @@ class CTNoise(Randomizable, Transform):
 
     Args:
         noise: ``"gaussian"`` -- the paper's i.i.d. Gaussian noise of ``sigma / 255`` on the image normalised to
-            [0, 1] over ``hu_window`` (:func:`ldct_clip.ct.simulation.add_gaussian_noise`; 5/255 on [-1024, 3072]
+            [0, 1] over ``hu_window`` (:func:`ldct_clip.simulation.reference.add_gaussian_noise`; 5/255 on [-1024, 3072]
             is about 80 HU), or ``"projection"`` -- the projection-domain low-dose simulator
-            (:func:`ldct_clip.ct.simulation.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
+            (:func:`ldct_clip.simulation.reference.simulate_low_dose_torch`, the fast batched path, at ``dose_fraction``):
             correlated FBP-textured noise, all planes of a call in one batch on the input's device (CPU in
             DataLoader workers, or CUDA when applied to a batch on the GPU), or ``"projection_bank"`` -- one of
-            the realisations precomputed for this slice in ``noise_bank`` (:mod:`ldct_clip.ct.noise_bank`), drawn at
+            the realisations precomputed for this slice in ``noise_bank`` (:mod:`ldct_clip.simulation.noise_bank`), drawn at
             random; the call then needs the slice's ``source=(name, slice)``.
         sigma: Gaussian noise level in 1/255 of the [0, 1] window, for ``slice_thickness_mm`` thick slices.
         slice_thickness_mm: thickness of the training slices; with ``reference_thickness_mm`` the effective
@@ -61,7 +61,7 @@ class CTNoise(Randomizable, Transform):
             from which each plane draws its own dose uniformly (one model for several dose levels).
         simulation_kwargs: ``"projection"`` only: more :func:`simulate_low_dose_torch` arguments
             (``pixel_size_mm``, ``incident_flux``, ``geometry``, ``method``...).
-        noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.ct.noise_bank.NoiseBank` to draw from.
+        noise_bank: ``"projection_bank"`` only: the :class:`~ldct_clip.simulation.noise_bank.NoiseBank` to draw from.
         device: ``"projection"`` only: where the noise is drawn (default: the input's device). ``"cuda"`` draws it
             on the GPU from a DataLoader without worker processes; the output is then a tensor on that device.
 
@@ -83,7 +83,7 @@ class CTNoise(Randomizable, Transform):
         noise_bank: NoiseBank | None = None,
         device: str | torch.device | None = None,
     ) -> None:
-        from ldct_clip.ct.simulation import dose_range
+        from ldct_clip.simulation.reference import dose_range
 
         if noise not in ("gaussian", "projection", "projection_bank"):
             raise InputError(
@@ -92,7 +92,7 @@ class CTNoise(Randomizable, Transform):
             )
         if noise == "projection_bank" and noise_bank is None:
             raise InputError("noise 'projection_bank' needs a noise bank: build one with "
-                             "ldct_clip.ct.noise_bank.build_noise_bank (train.json does it from noise_bank_dir).")
+                             "ldct_clip.simulation.noise_bank.build_noise_bank (train.json does it from noise_bank_dir).")
         self.noise = noise
         self.sigma = sigma_for_slice_thickness(sigma, slice_thickness_mm, reference_thickness_mm)
         self.hu_window = window_from(hu_window)
@@ -112,7 +112,7 @@ class CTNoise(Randomizable, Transform):
         """``source``: ``(name, slice)`` of the image as :class:`TrainingSlices` names it (``"projection_bank"``)."""
         if randomize:
             self.randomize()
-        from ldct_clip.ct.simulation import add_gaussian_noise, simulate_low_dose_torch
+        from ldct_clip.simulation.reference import add_gaussian_noise, simulate_low_dose_torch
 
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         if self.noise == "projection_bank":

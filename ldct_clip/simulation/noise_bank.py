@@ -2,7 +2,7 @@
 
 Online projection noise (``noise: "projection"`` in ``train.json``) simulates every training slice afresh.  Where
 even the fast path is too slow for the data loader, :func:`build_noise_bank` simulates ``N`` realisations per
-slice once (:func:`ldct_clip.ct.simulation.simulate_low_dose_torch`, the same physics and dose range) and
+slice once (:func:`ldct_clip.simulation.reference.simulate_low_dose_torch`, the same physics and dose range) and
 :class:`RandCTNoised` with ``noise="projection_bank"`` adds one of them, drawn at random, on every visit.
 
 On disk::
@@ -109,7 +109,7 @@ def build_noise_bank(
         realisations: ``N``, noise images per slice.
         dose_fraction: a dose fraction in (0, 1] or a range ``[lo, hi]``; each realisation draws its own dose.
         seed: the bank's seed; realisation ``j`` of item ``i`` depends only on ``(seed, i, j)`` and the slice.
-        simulation_kwargs: more :func:`~ldct_clip.ct.simulation.simulate_low_dose_torch` arguments (``method``,
+        simulation_kwargs: more :func:`~ldct_clip.simulation.reference.simulate_low_dose_torch` arguments (``method``,
             ``pixel_size_mm``, ``incident_flux``, ``noise_model``, ...).
         device: where the noise is simulated.
         progress: called as ``progress(done, total)`` after each slice (done counts slices already on disk).
@@ -117,7 +117,7 @@ def build_noise_bank(
     Returns:
         The :class:`NoiseBank`.  Slices already in the bank are not simulated again.
     """
-    from ldct_clip.ct.simulation import _torch_seeds, dose_range, simulate_low_dose_torch
+    from ldct_clip.simulation.reference import _torch_seeds, dose_range, simulate_low_dose_torch
 
     if int(realisations) < 1:
         raise InputError(f"noise bank realisations must be >= 1, got {realisations}.")

@@ -1,4 +1,4 @@
-"""Batched low-dose CT noise in torch: the physics of :func:`ldct_clip.ct.simulation.simulate_low_dose`, fast.
+"""Batched low-dose CT noise in torch: the physics of :func:`ldct_clip.simulation.reference.simulate_low_dose`, fast.
 
 Two methods, both batched over slices ``(B, n, n)`` and running on CPU or CUDA:
 
@@ -382,7 +382,7 @@ def noise_hu_batch(
         dose_fraction: ``(B,)`` dose fractions in (0, 1], one per slice.
         method: ``"projection"`` or ``"sector"`` (module docstring).
         generators: one ``torch.Generator`` per slice on ``mu.device`` (reproducible per-slice noise).
-        others: as :func:`ldct_clip.ct.simulation.simulate_low_dose`.
+        others: as :func:`ldct_clip.simulation.reference.simulate_low_dose`.
 
     Returns:
         ``(B, n, n)`` float32 noise in HU, to be added to the input.

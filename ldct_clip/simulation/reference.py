@@ -47,7 +47,7 @@ MU_WATER_PER_MM = 0.0192
 ProgressArg = Union[Callable[[int, int], None], bool, None]
 
 NoiseModel = Literal["variance_matched", "poisson"]
-#: ``"auto"``: ``"projection"`` on CUDA and for fan beam, ``"sector"`` on CPU (see :mod:`ldct_clip.ct.fast_simulation`);
+#: ``"auto"``: ``"projection"`` on CUDA and for fan beam, ``"sector"`` on CPU (see :mod:`ldct_clip.simulation.fast`);
 #: ``"reference"``: the scikit-image implementation, one slice at a time.
 Method = Literal["auto", "sector", "projection", "reference"]
 Geometry = Literal["parallel", "fan"]
@@ -464,7 +464,7 @@ def simulate_low_dose_torch(
     Returns:
         ``(B, X, Y)`` float32 HU on the input's device.
     """
-    from ldct_clip.ct.fast_simulation import noise_hu_batch
+    from ldct_clip.simulation.fast import noise_hu_batch
 
     x = image_hu.to(torch.float32)
     b, nx, ny = x.shape
@@ -594,7 +594,7 @@ def simulate_low_dose(
         progress: ``callable(done, total)`` called after each slice (or batch of slices), ``True`` for a tqdm
             bar, or ``None``.
         method: ``"auto"`` (default: ``"projection"`` on CUDA and for fan beam, ``"sector"`` otherwise), ``"sector"``,
-            ``"projection"`` (the fast batched torch paths of :mod:`ldct_clip.ct.fast_simulation`) or
+            ``"projection"`` (the fast batched torch paths of :mod:`ldct_clip.simulation.fast`) or
             ``"reference"`` (scikit-image, one slice at a time).  The paths draw different random numbers for
             the same seed; their noise has the same statistics (tests/test_fast_simulation.py).
         device: torch device of the fast paths (default: CUDA when available, else CPU).

@@ -1,8 +1,8 @@
 """Simulate low-dose cases on disk from normal-dose ones (``ldct-clip simulate``).
 
 Every case :func:`~ldct_clip.ct.io.cases.find_cases` finds under a path gets projection-domain low-dose noise
-(:func:`~ldct_clip.ct.simulation.simulate_low_dose`) or the paper's Gaussian noise
-(:func:`~ldct_clip.ct.simulation.add_gaussian_noise`) and is written as NIfTI (input affine) and, for DICOM
+(:func:`~ldct_clip.simulation.reference.simulate_low_dose`) or the paper's Gaussian noise
+(:func:`~ldct_clip.simulation.reference.add_gaussian_noise`) and is written as NIfTI (input affine) and, for DICOM
 input, a derived DICOM series. Volumes are ``(X, Y, Z)`` in HU.
 """
 
@@ -23,7 +23,7 @@ from ldct_clip.ct.io.readers import read_case
 from ldct_clip.ct.io.volume import CTVolume
 from ldct_clip.ct.io.writers import check_output_path, write_derived_series, write_nifti
 from ldct_clip.reporting.progress import slice_progress
-from ldct_clip.ct.simulation import add_gaussian_noise, simulate_low_dose
+from ldct_clip.simulation.reference import add_gaussian_noise, simulate_low_dose
 
 __all__ = ["SimulationResult", "simulate_case"]
 
@@ -97,7 +97,7 @@ def simulate_case(
         output_dir: destination; must not be (inside) an input.  Earlier results of the same cases are replaced.
         dose_fraction: simulated dose relative to the input's, in (0, 1].
         geometry, incident_flux, electronic_noise_var, noise_model, num_views, filter_name: see
-            :func:`~ldct_clip.ct.simulation.simulate_low_dose`; the pixel size comes from the image header.
+            :func:`~ldct_clip.simulation.reference.simulate_low_dose`; the pixel size comes from the image header.
         gaussian_sigma_255: when given, add the paper's i.i.d. Gaussian noise of ``sigma/255`` on the
             [-1024, 3072] HU window instead (``dose_fraction`` and the projection arguments are then unused).
         seed: reproducible noise (each case gets its own child stream); ``None`` for fresh entropy.

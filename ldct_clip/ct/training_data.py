@@ -42,9 +42,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ldct_clip.simulation.reference import add_gaussian_noise
-from ldct_clip.errors import InputError
 from ldct_clip.ct.hu import DEFAULT_HU_WINDOW, unit_to_hu, window_from
+from ldct_clip.errors import InputError
+from ldct_clip.simulation.gaussian import add_gaussian_noise
 
 __all__ = [
     "DEFAULT_HELD_OUT",

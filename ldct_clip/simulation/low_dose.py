@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from ldct_clip.errors import InputError
-from ldct_clip.simulation.protocol import ScanProtocol, check_dose_fraction
+from ldct_clip.simulation.protocol import ScanProtocol
 from ldct_clip.simulation.reference import SliceSimulator
 from ldct_clip.simulation.runs import (
     ProgressArg,
-    as_hu_image,
     check_batch_size,
+    checked_inputs,
     progress_step,
     run_slices,
     slice_rngs,
@@ -177,10 +177,7 @@ def simulate_low_dose(
         2 s on one core (the noise itself is drawn and reconstructed at full resolution).  Beam hardening,
         scatter, bowtie filters and tube-current modulation are not modelled.
     """
-    image = as_hu_image(image_hu)
-    k = check_dose_fraction(dose_fraction)
-    protocol = ScanProtocol.of(protocol, fields)
-    protocol.check_fits(max(image.shape[:2]))
+    image, k, protocol = checked_inputs(image_hu, dose_fraction, protocol, fields)
     nz = 1 if image.ndim == 2 else image.shape[2]
     unchanged = k == 1.0 and protocol.noise_model == "variance_matched"  # nothing is missing from a full-dose scan
     if protocol.method != "reference":

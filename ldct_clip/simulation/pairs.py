@@ -8,19 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ldct_clip.simulation import runs
 from ldct_clip.simulation.low_dose import simulate_volume_torch
-from ldct_clip.simulation.protocol import ScanProtocol, check_dose_fraction
+from ldct_clip.simulation.protocol import ScanProtocol
 from ldct_clip.simulation.reference import SliceSimulator
-from ldct_clip.simulation.runs import (
-    ProgressArg,
-    as_hu_image,
-    check_batch_size,
-    progress_step,
-    run_slices,
-    slice_rngs,
-    torch_device,
-    torch_seeds,
-)
 
 __all__ = ["simulate_dose_pair"]
 
@@ -31,7 +22,7 @@ def simulate_dose_pair(
     protocol: ScanProtocol | None = None,
     *,
     seed: int | None = None,
-    progress: ProgressArg = None,
+    progress: runs.ProgressArg = None,
     device: str | torch.device | None = None,
     batch_size: int = 16,
     **fields: Any,
@@ -49,24 +40,21 @@ def simulate_dose_pair(
     Returns:
         ``(ldct_hu, ndct_hu)``: float32 arrays of the input's shape, HU.
     """
-    image = as_hu_image(clean_hu, "clean_hu")
-    k = check_dose_fraction(dose_fraction)
-    protocol = ScanProtocol.of(protocol, fields)
-    protocol.check_fits(max(image.shape[:2]))
+    image, k, protocol = runs.checked_inputs(clean_hu, dose_fraction, protocol, fields, "clean_hu")
     full = dataclasses.replace(protocol, noise_model="poisson")
     extra = dataclasses.replace(protocol, noise_model="variance_matched")
     nz = 1 if image.ndim == 2 else image.shape[2]
     if protocol.method != "reference":
-        streams = torch_seeds(seed, nz, streams=2)
-        batch, dev = check_batch_size(batch_size), torch_device(device)
+        streams = runs.torch_seeds(seed, nz, streams=2)
+        batch, dev = runs.check_batch_size(batch_size), runs.torch_device(device)
         normal = simulate_volume_torch(image, 1.0, full, [s[0] for s in streams], None, batch, dev)
         if k == 1.0:
-            progress_step(progress, nz)(nz)
+            runs.progress_step(progress, nz)(nz)
             return normal.copy(), normal
         # the extra noise is set by the clean image's rays, as in the reference (one projection of each slice)
         added = simulate_volume_torch(image, k, extra, [s[1] for s in streams], progress, batch, dev)
         return (normal + (added - image.astype(np.float32))).astype(np.float32), normal
-    rngs = slice_rngs(seed, nz, streams=2)
+    rngs = runs.slice_rngs(seed, nz, streams=2)
     normal = np.empty(image.shape, dtype=np.float32)
 
     def work(slice_hu: np.ndarray, index: int) -> np.ndarray:
@@ -80,5 +68,5 @@ def simulate_dose_pair(
             return nd.astype(np.float32)
         return (nd + sim.noise_hu(k, "variance_matched", rngs[index][1])).astype(np.float32)
 
-    low = run_slices(image, work, progress)
+    low = runs.run_slices(image, work, progress)
     return low, normal

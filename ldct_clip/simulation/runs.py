@@ -8,16 +8,17 @@ result reproducible whatever the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Union
+from collections.abc import Callable, Mapping
+from typing import Any, Union
 
 import numpy as np
 import torch
 
 from ldct_clip.errors import InputError
+from ldct_clip.simulation.protocol import ScanProtocol, check_dose_fraction
 
-__all__ = ["ProgressArg", "as_hu_image", "check_batch_size", "progress_step", "run_slices", "slice_rngs",
-           "torch_device", "torch_seeds"]
+__all__ = ["ProgressArg", "as_hu_image", "check_batch_size", "checked_inputs", "progress_step", "run_slices",
+           "slice_rngs", "torch_device", "torch_seeds"]
 
 #: Progress reporting: a callable ``progress(done, total)``, ``True`` for a tqdm bar, or ``None``/``False``.
 ProgressArg = Union[Callable[[int, int], None], bool, None]
@@ -39,6 +40,19 @@ def as_hu_image(image_hu: np.ndarray, name: str = "image_hu", min_side: int = 8)
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{name} contains NaN or infinite values; replace them (e.g. with -1000 HU for air) first.")
     return arr
+
+
+def checked_inputs(
+    image_hu: np.ndarray, dose_fraction: float, protocol: ScanProtocol | None, fields: Mapping[str, Any],
+    name: str = "image_hu",
+) -> tuple[np.ndarray, float, ScanProtocol]:
+    """The checked ``(image, dose, scan)`` of a simulation entry point: the image (:func:`as_hu_image`), the dose
+    fraction in (0, 1], and ``protocol`` with ``fields`` replaced that fits the image's size; or :class:`InputError`."""
+    image = as_hu_image(image_hu, name)
+    k = check_dose_fraction(dose_fraction)
+    scan = ScanProtocol.of(protocol, fields)
+    scan.check_fits(max(image.shape[:2]))
+    return image, k, scan
 
 
 def progress_step(progress: ProgressArg, total: int) -> Callable[[int], None]:

@@ -558,7 +558,7 @@ def make_low_dose_example(
 
     The noise-free phantom gets full-dose projection-domain noise (the normal-dose image), and the low-dose
     image adds the variance-matched extra noise of ``dose_fraction`` on top of it
-    (:func:`ldct_clip.simulation.reference.simulate_dose_pair`).  With the defaults, the normal-dose noise in the liver is
+    (:func:`ldct_clip.simulation.pairs.simulate_dose_pair`).  With the defaults, the normal-dose noise in the liver is
     about 10 HU at 256 x 256 (1.6 mm pixels) and the quarter-dose noise twice that, about what clinical
     abdominal scans show.
 
@@ -569,22 +569,16 @@ def make_low_dose_example(
         region, pixel_size_mm: as :func:`make_phantom`.
         incident_flux: full-dose photons per detector bin per view.
         filter_name: FBP filter of the simulated reconstruction (a smooth one, like a soft-tissue kernel).
-        progress: as :func:`ldct_clip.simulation.reference.simulate_low_dose`.
+        progress: as :func:`ldct_clip.simulation.low_dose.simulate_low_dose`.
 
     Returns:
         ``(ldct_hu, ndct_hu)``, float32 arrays of ``shape`` in HU.
     """
-    from ldct_clip.simulation.reference import simulate_dose_pair
+    from ldct_clip.simulation.pairs import simulate_dose_pair
+    from ldct_clip.simulation.protocol import ScanProtocol
 
     nx, ny, _ = _check_shape(shape)
     px = _region(region).fov_mm / max(nx, ny) if pixel_size_mm is None else float(pixel_size_mm)
     clean = make_phantom(shape, region=region, pixel_size_mm=px, seed=seed)
-    return simulate_dose_pair(
-        clean,
-        dose_fraction,
-        incident_flux=incident_flux,
-        pixel_size_mm=px,
-        filter_name=filter_name,
-        seed=seed,
-        progress=progress,
-    )
+    scan = ScanProtocol(incident_flux=incident_flux, pixel_size_mm=px, filter_name=filter_name)
+    return simulate_dose_pair(clean, dose_fraction, scan, seed=seed, progress=progress)

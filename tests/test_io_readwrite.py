@@ -16,7 +16,7 @@ from ct_factory import DEFAULT_ORIGIN, can_encode, ct_affine, phantom_hu, write_
 from ct_factory import write_nifti as factory_write_nifti
 from pydicom.uid import UID, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-import ldct_clip.ct.io.writers as writers_mod
+import ldct_clip.ct.io.derived_series as series_mod
 from ldct_clip.errors import InputError, LdctClipError
 from ldct_clip.ct.io import (
     Case,
@@ -629,7 +629,7 @@ def test_non_empty_output_needs_overwrite(tmp_path: Path) -> None:
 def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_ct_series(tmp_path / "in", phantom_hu((32, 32, 5)))
     vol = read_path(tmp_path / "in")
-    real_save, calls = writers_mod._save, []
+    real_save, calls = series_mod._save, []
 
     def flaky_save(ds: pydicom.Dataset, path: Path) -> None:
         calls.append(path)
@@ -638,7 +638,7 @@ def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
             raise OSError(28, "No space left on device", str(path))
         real_save(ds, path)
 
-    monkeypatch.setattr(writers_mod, "_save", flaky_save)
+    monkeypatch.setattr(series_mod, "_save", flaky_save)
     out_root = tmp_path / "results"
     with pytest.raises(InputError, match="No space left"):
         write_derived_series(vol.hu, vol.dicom_headers, out_root / "denoised")
@@ -647,11 +647,11 @@ def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     assert list(out_root.iterdir()) == []  # no temporary folder either
 
     # An existing result survives a failed overwrite untouched.
-    monkeypatch.setattr(writers_mod, "_save", real_save)
+    monkeypatch.setattr(series_mod, "_save", real_save)
     first = write_derived_series(vol.hu, vol.dicom_headers, out_root / "denoised")
     snapshot = {p.name: p.read_bytes() for p in first}
     calls.clear()
-    monkeypatch.setattr(writers_mod, "_save", flaky_save)
+    monkeypatch.setattr(series_mod, "_save", flaky_save)
     with pytest.raises(InputError):
         write_derived_series(vol.hu + 1, vol.dicom_headers, out_root / "denoised", overwrite=True)
     assert {p.name: p.read_bytes() for p in (out_root / "denoised").iterdir()} == snapshot

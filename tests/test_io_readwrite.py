@@ -393,6 +393,34 @@ def test_derived_output_passes_dciodvfy(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ NIfTI / MHA / NRRD
 
 
+@pytest.mark.filterwarnings("ignore:NvImgCodec")
+def test_nifti_voxels_are_monais_and_the_affine_is_the_stored_sform(tmp_path: Path) -> None:
+    """NIfTI voxels come from MONAI's NibabelReader: scaled float data and a sheared affine read as LoadImage reads
+    them.  Where MONAI's header correction swaps an sform that disagrees with pixdim for the qform, the reader
+    keeps the sform, which NIfTI makes authoritative when sform_code > 0 (the reason given in image_files)."""
+    monai_transforms = pytest.importorskip("monai.transforms")
+    sheared = ct_affine((0.7, 0.8, 2.5))
+    sheared[1, 2] = 0.4  # gantry tilt
+    img = nib.Nifti1Image(phantom_hu(SHAPE, seed=12).astype(np.int16), sheared)
+    img.header.set_slope_inter(0.5, -3.0)  # stored values are scaled: MONAI applies scl_slope/scl_inter
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    vol = read_path(tmp_path / "scaled.nii.gz")
+    ref = monai_transforms.LoadImage(reader="NibabelReader", image_only=True, dtype=None)(str(tmp_path / "scaled.nii.gz"))
+    np.testing.assert_array_equal(vol.hu, np.asarray(ref, dtype=np.float32))
+    np.testing.assert_array_equal(vol.affine, np.asarray(ref.affine, dtype=np.float64))
+    np.testing.assert_array_equal(vol.hu, phantom_hu(SHAPE, seed=12).astype(np.int16) * np.float32(0.5) - 3)
+
+    img = nib.Nifti1Image(phantom_hu(SHAPE, seed=13).astype(np.int16), None)
+    img.header.set_qform(np.eye(4), code=1)  # pixdim 1 mm, as the qform says
+    img.header.set_sform(ct_affine((0.7, 0.8, 2.5)), code=1)  # the scanner's geometry
+    nib.save(img, tmp_path / "sform.nii.gz")
+    vol = read_path(tmp_path / "sform.nii.gz")
+    np.testing.assert_allclose(vol.affine, ct_affine((0.7, 0.8, 2.5)), atol=1e-5)  # stored as float32
+    ref = monai_transforms.LoadImage(reader="NibabelReader", image_only=True)(str(tmp_path / "sform.nii.gz"))
+    np.testing.assert_array_equal(vol.hu, np.asarray(ref))
+    assert not np.allclose(np.asarray(ref.affine), vol.affine)  # MONAI took the qform
+
+
 def test_nifti_round_trip_keeps_affine_and_shape(tmp_path: Path) -> None:
     hu = phantom_hu(SHAPE, seed=8, integer=False)
     affine = ct_affine((0.7, 0.8, 2.5))

@@ -7,8 +7,9 @@ Shared by the single-frame series reader (:mod:`ldct_clip.ct.io.dicom`) and the 
 DICOM geometry (PS3.3 C.7.6.2): a slice's voxel (column i, row j) lies at
 ``IPP + i * PixelSpacing[1] * row_dir + j * PixelSpacing[0] * col_dir`` in LPS+ mm, where
 ``IOP = row_dir (3) + col_dir (3)``.  Slices are sorted along ``normal = row_dir x col_dir``; the affine's
-third column is the median step between consecutive slice origins (along the first-to-last direction).  The LPS+ matrix becomes the RAS+ matrix
-MONAI and nibabel expect with MONAI's ``orientation_ras_lps`` (negating its first two rows).
+third column is the median step between consecutive slice origins (along the first-to-last direction).  The
+LPS+ matrix becomes the RAS+ matrix MONAI and nibabel expect with MONAI's ``orientation_ras_lps`` (negating its
+first two rows).
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ import numpy as np
 
 from ldct_clip.errors import InputError
 from ldct_clip.ct.io.cases import find_cases
-from ldct_clip.ct.io.readers import read_case
+from ldct_clip.ct.io.derived_series import write_derived_series
+from ldct_clip.ct.io.nifti_writer import write_nifti
+from ldct_clip.ct.io.output_paths import check_output_path
+from ldct_clip.ct.io.read import read_case
 from ldct_clip.ct.io.volume import CTVolume
-from ldct_clip.ct.io.writers import check_output_path, write_derived_series, write_nifti
 from ldct_clip.reporting.progress import slice_progress
 from ldct_clip.simulation.gaussian import add_gaussian_noise
 from ldct_clip.simulation.low_dose import simulate_low_dose

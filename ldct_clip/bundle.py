@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monai.utils import str2bool
+
 from ldct_clip.errors import InputError
 
 __all__ = ["CONFIGS", "as_flag", "bundle_root", "config_files", "load_config", "run_config"]
@@ -82,11 +84,12 @@ def run_config(parser: Any) -> Any:
 
 
 def as_flag(value: bool | str, name: str) -> bool:
-    """A boolean option that may arrive as text from the command line (fire passes ``--x false`` as 'false')."""
-    if isinstance(value, str):
-        if value.lower() in ("true", "1", "yes"):
-            return True
-        if value.lower() in ("false", "0", "no"):
-            return False
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
+    """A boolean option that may arrive as text from the command line (fire passes ``--x false`` as 'false').
+
+    MONAI's :func:`~monai.utils.str2bool` reads it; what it refuses becomes a user error that names the option
+    (a ``ValueError`` would end the run with a traceback).
+    """
+    try:
+        return str2bool(value)
+    except ValueError:
+        raise InputError(f"{name} must be true or false, got {value!r}") from None

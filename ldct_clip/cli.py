@@ -7,6 +7,7 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -114,7 +115,7 @@ def _inference_overrides(args: argparse.Namespace, checkpoint: str | None) -> di
 
 @command
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from ldct_clip.ct.workflows import denoise_cases
+    from ldct_clip.workflows import denoise_cases
 
     if args.weights:
         from ldct_clip.weights import resolve_weights
@@ -164,7 +165,7 @@ def _resolve_device(args: argparse.Namespace) -> None:
 def cmd_pacs(args: argparse.Namespace) -> int:
     import os
 
-    from ldct_clip.ct.pacs import connect, denoise_series, list_series
+    from ldct_clip.pacs import connect, denoise_series, list_series
 
     password = args.password if args.password is not None else os.environ.get("LDCT_CLIP_PACS_PASSWORD")
     auth = {"username": args.username, "password": password, "timeout": args.timeout}
@@ -224,7 +225,7 @@ def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
 
 @command
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ldct_clip.ct.simulate_cases import simulate_case
+    from ldct_clip.simulation.cases import simulate_case
 
     # the library logs one line per case (slices, added noise SD, files written)
     simulate_case(
@@ -238,8 +239,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ldct_clip.ct.scoring import DEFAULT_WINDOWS
-    from ldct_clip.ct.workflows import evaluate_cases
+    from ldct_clip.evaluation.scoring import DEFAULT_WINDOWS
+    from ldct_clip.workflows import evaluate_cases
 
     evaluate_cases(
         args.ldct, args.ndct, args.output, pairs_csv=args.pairs, **_inference_overrides(args, args.checkpoint),
@@ -308,7 +309,7 @@ def cmd_lcd(args: argparse.Namespace) -> int:
 
     from ldct_clip.ct.io import read_path
     from ldct_clip.metrics.detectability import measure_lcd
-    from ldct_clip.reporting.iq_report import write_lcd_report
+    from ldct_clip.evaluation.iq_report import write_lcd_report
 
     present, absent, truth = (read_path(p) for p in (args.present, args.absent, args.truth))
     if truth.hu.shape[2] != 1:
@@ -325,8 +326,8 @@ def cmd_lcd(args: argparse.Namespace) -> int:
 
 
 def _run_iq(args: argparse.Namespace, checkpoint: str | None, out: Path) -> None:
-    from ldct_clip.ct.iq_study import IQSettings, run_iq_study
-    from ldct_clip.reporting.iq_report import write_iq_report
+    from ldct_clip.evaluation.iq_study import IQSettings, run_iq_study
+    from ldct_clip.evaluation.iq_report import write_iq_report
     from ldct_clip.weights import weights_label
 
     settings = IQSettings(doses=args.doses, realisations=args.realisations, ttf_realisations=args.ttf_realisations,
@@ -336,7 +337,12 @@ def _run_iq(args: argparse.Namespace, checkpoint: str | None, out: Path) -> None
                                             "allow_untrained": getattr(args, "allow_untrained", False)}
     if overrides is not None and not checkpoint and not overrides["allow_untrained"]:
         raise LdctClipError("give --weights demo, --checkpoint FILE, or --no-model (FBP and classical methods only)")
-    study = run_iq_study(settings, model_overrides=overrides, progress=not args.quiet)
+    denoise = None
+    if overrides is not None:
+        from ldct_clip.workflows import denoise_cases
+
+        denoise = functools.partial(denoise_cases, **overrides, write_dicom=False, write_png=False)
+    study = run_iq_study(settings, denoise=denoise, progress=not args.quiet)
     header = {"model": (weights_label(checkpoint) or checkpoint) if overrides is not None else "none (--no-model)",
               "precision": args.precision, "device": getattr(args, "device", None) or "cpu"}
     for path in write_iq_report(study, out, header):

@@ -1,8 +1,8 @@
 """The documented in-memory API: a CT volume in HU in, the denoised volume in HU out (``denoise_volume``).
 
 ``denoise_volume`` streams axial slices through :class:`~ldct_clip.engine.inferer.SliceSlidingWindowInferer`, the
-bundle's inferer: HU -> [0, 1] (:func:`~ldct_clip.transforms.hu_to_unit`), the 2D network over 2D sliding windows
-with gaussian blending, [0, 1] -> HU (:func:`~ldct_clip.transforms.unit_to_hu`), the voxels outside the window
+bundle's inferer: HU -> [0, 1] (:func:`~ldct_clip.ct.hu.hu_to_unit`), the 2D network over 2D sliding windows
+with gaussian blending, [0, 1] -> HU (:func:`~ldct_clip.ct.hu.unit_to_hu`), the voxels outside the window
 kept (:class:`~ldct_clip.transforms.KeepOutsideWindow`): the steps of ``inference.json``, on an array instead of
 files. Only the input and the output volume are held in memory; each step works on ``sw_batch_size`` slices.
 """
@@ -17,7 +17,8 @@ import torch
 from ldct_clip.engine.inferer import MIN_SIDE, SliceSlidingWindowInferer, check_volume
 from ldct_clip.engine.precision import default_sw_batch_size, resolve_precision
 from ldct_clip.errors import InputError
-from ldct_clip.transforms.window import DEFAULT_HU_WINDOW, KeepOutsideWindow, hu_to_unit, unit_to_hu, window_from
+from ldct_clip.ct.hu import DEFAULT_HU_WINDOW, hu_to_unit, unit_to_hu, window_from
+from ldct_clip.transforms.window import KeepOutsideWindow
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 

@@ -100,7 +100,7 @@ def derivation(ckpt_path: str | os.PathLike | None) -> str:
     SHA-256 (and label, for shipped weights).
 
     Derived series and instance UIDs are a hash of the source UIDs and this text
-    (:func:`~ldct_clip.ct.io.writers.derived_uid`), so a rerun with the same weights names the same series, and
+    (:func:`~ldct_clip.ct.io.derived_dicom.derived_uid`), so a rerun with the same weights names the same series, and
     results of other weights on the same source are other series (a PACS would otherwise keep only the first).
     """
     path = Path(ckpt_path) if ckpt_path else None

@@ -31,7 +31,7 @@ def child(mode: str, folder: Path, side: int, slices: int) -> dict:
     import torch
 
     from ldct_clip.checkpoints import load_checkpoint, network_overrides
-    from ldct_clip.ct.workflows import denoise_cases
+    from ldct_clip.workflows import denoise_cases
     from ldct_clip.engine.precision import prepare_model
     from ldct_clip.inference import denoise_volume
     from ldct_clip.weights import resolve_weights
@@ -67,7 +67,7 @@ def main() -> None:
     import nibabel as nib
     import numpy as np
 
-    from ldct_clip.ct.phantom import make_phantom
+    from ldct_clip.simulation.phantom import make_phantom
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -3,8 +3,8 @@
 
 The demo weights are *demo weights trained on synthetic data, not the paper's CLIP model*
 (``ldct_clip/pretrained/demo_ct.json`` says how they were made).  Test data: phantoms of every body region
-(:func:`ldct_clip.ct.phantom.make_phantom`, seeds 9000+, never used in training, which saw seeds below 1200, or in
-validation, 5000+), with a simulated dose pair (:func:`ldct_clip.ct.phantom.make_low_dose_example`: normal dose with
+(:func:`ldct_clip.simulation.phantom.make_phantom`, seeds 9000+, never used in training, which saw seeds below 1200, or in
+validation, 5000+), with a simulated dose pair (:func:`ldct_clip.simulation.phantom.make_low_dose_example`: normal dose with
 projection-domain noise, low dose adding the missing variance) at 25 % and 10 % dose; and a water cylinder with
 a dense rod for edge sharpness.  The reference of PSNR/SSIM, noise and bias is the noise-free phantom.
 
@@ -12,7 +12,7 @@ Rows: the noisy input; the demo model (the real path, :func:`ldct_clip.inference
 means (``skimage.restoration.denoise_nl_means``, ``h = f * sigma`` with sigma from :func:`noise_sigma` of the
 case and ``f`` chosen per case from a grid for the best abdomen-window PSNR against the reference, an oracle
 tuning that favours NLM); correlated-noise BM3D (``bm3d`` package, ``pip install 'ldct-clip[bm3d]'``) where
-installed, given the PSD of the simulator's noise (:func:`ldct_clip.ct.noise_psd.simulated_noise_psd`: the
+installed, given the PSD of the simulator's noise (:func:`ldct_clip.evaluation.noise_psd.simulated_noise_psd`: the
 same simulation at other seeds, inside the body; no tuning); a Gaussian filter (sigma tuned like NLM); the
 normal-dose image for comparison.
 
@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ldct_clip.ct.classical import import_bm3d  # noqa: E402
-from ldct_clip.ct.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
-from ldct_clip.ct.simulation import simulate_dose_pair  # noqa: E402
+from ldct_clip.evaluation.classical import import_bm3d  # noqa: E402
+from ldct_clip.simulation.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
+from ldct_clip.simulation.pairs import simulate_dose_pair  # noqa: E402
 from ldct_clip.metrics import compute_metrics, find_uniform_roi  # noqa: E402
 
 TEST_SEED = 9000
@@ -202,8 +202,8 @@ def gaussian(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, str]:
 
 def bm3d_filter(case: dict) -> tuple[np.ndarray, str] | None:
     """Correlated-noise BM3D given the PSD of the simulator's noise (other seeds), or ``None`` without bm3d."""
-    from ldct_clip.ct.classical import denoise_bm3d
-    from ldct_clip.ct.noise_psd import psd_sd, simulated_noise_psd
+    from ldct_clip.evaluation.classical import denoise_bm3d
+    from ldct_clip.evaluation.noise_psd import psd_sd, simulated_noise_psd
     from ldct_clip.errors import InputError
 
     try:

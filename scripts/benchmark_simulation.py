@@ -29,8 +29,8 @@ import time
 import numpy as np
 import torch
 
-from ldct_clip.ct.phantom import make_phantom
-from ldct_clip.ct.simulation import simulate_low_dose
+from ldct_clip.simulation.phantom import make_phantom
+from ldct_clip.simulation.low_dose import simulate_low_dose
 from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 
 

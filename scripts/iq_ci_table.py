@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from ldct_clip.ct.iq_study import IQSettings, run_iq_study
+from ldct_clip.evaluation.iq_study import IQSettings, run_iq_study
 
 
 def main() -> None:

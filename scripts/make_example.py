@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from ct_factory import ct_affine, write_ct_series  # noqa: E402  (the test suite's CT writer: a real DICOM series)
-from ldct_clip.ct.phantom import make_low_dose_example
+from ldct_clip.simulation.phantom import make_low_dose_example
 
 SHAPE = (256, 256, 8)
 SPACING = (1.5, 1.5, 2.5)  # mm: a 384 mm field of view, like an abdominal scan

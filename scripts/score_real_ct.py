@@ -32,7 +32,7 @@ import validate_real_ct as vr  # noqa: E402
 
 def cached_inputs(cache: Path, doses: tuple[float, ...], realisations: int) -> list[dict]:
     """``[{"slice", "dose", "realisation", "low", "ref"}]``: the validation inputs, simulated once into ``cache``."""
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
 
     cache.mkdir(parents=True, exist_ok=True)
     items = []

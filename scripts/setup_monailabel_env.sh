@@ -138,7 +138,7 @@ PY
 import numpy, torch, torchvision
 assert numpy.__version__ == "$NUMPY_VERSION", numpy.__version__
 import monailabel.main, monailabel.app, monailabel.tasks.infer.bundle, monailabel.datastore.dicom  # noqa: F401
-import ldct_clip.networks, ldct_clip.inference, ldct_clip.ct.pacs  # noqa: F401
+import ldct_clip.networks, ldct_clip.inference, ldct_clip.pacs  # noqa: F401
 print(f"MONAI Label environment ok: monailabel {monailabel.__version__}, numpy {numpy.__version__}, torch {torch.__version__}")
 EOF
 touch "$venv/.ready"

@@ -3,14 +3,14 @@
 
 These are *demo weights trained on synthetic data, not the paper's CLIP model*: CLIP weights and the authors'
 checkpoints cannot reach these machines, so the encoder is a small ResNet trunk (width 16, layers [1, 1, 1, 1])
-initialised at random, and the data are the procedural phantoms of :mod:`ldct_clip.ct.phantom` (abdomen, chest,
+initialised at random, and the data are the procedural phantoms of :mod:`ldct_clip.simulation.phantom` (abdomen, chest,
 head, neck) at several sizes, pixel spacings and slice thicknesses.  The real CT images inside pydicom and
 pydicom-data are never used here.
 
 Stages (each resumable: finished work is kept in ``--workdir`` and skipped or continued):
 
 ``data``   a bank of (noisy, clean) slice pairs on disk: projection-domain noise
-           (:func:`ldct_clip.ct.simulation.simulate_low_dose`, Poisson + electronic noise, FBP) at a dose drawn
+           (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson + electronic noise, FBP) at a dose drawn
            from ``--dose-range`` (default 10 %-50 % of a 7.5e4-6e5 photon full dose), random FBP filter;
            the target is the noise-free phantom.  ``--shard i/n`` splits the work over processes.
 ``train``  the paper's recipe (:class:`ldct_clip.engine.trainer.DenoisingTrainer`: L1 loss, AdamW 3e-4 / 1e-4,
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ldct_clip.ct.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
+from ldct_clip.simulation.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
 from ldct_clip.weights import DEMO_LABEL  # noqa: E402
 
 HU_WINDOW = (-1024.0, 3072.0)
@@ -73,7 +73,7 @@ def make_case(index: int, dose_range: tuple[float, float], slices: int = 2) -> d
 
     Returns int16 ``clean`` and ``noisy`` arrays ``(Z, X, Y)`` in HU and the case's parameters.
     """
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
 
     rng = np.random.default_rng([index, 20240601])
     region = REGION_NAMES[index % len(REGION_NAMES)]
@@ -123,7 +123,7 @@ class BankCrops(torch.utils.data.IterableDataset):
     ``noise="projection"``: the bank's simulated low-dose slice; ``"gaussian"``: the clean slice plus the
     paper's i.i.d. Gaussian noise of ``sigma / 255`` of the [-1024, 3072] window (about 80 HU for 5).
     Random flips and 90-degree rotations.  The network input is clipped to [0, 1] as at inference
-    (:func:`ldct_clip.transforms.hu_to_unit`).  Items: ``{"image": (1, crop, crop), "label": (1, crop, crop)}``.
+    (:func:`ldct_clip.ct.hu.hu_to_unit`).  Items: ``{"image": (1, crop, crop), "label": (1, crop, crop)}``.
     """
 
     def __init__(self, files: list[str], crop: int, noise: str, sigma: float, seed: int) -> None:
@@ -136,7 +136,7 @@ class BankCrops(torch.utils.data.IterableDataset):
         self.clean, self.noisy = clean, noisy
 
     def __iter__(self):
-        from ldct_clip.transforms import hu_to_unit
+        from ldct_clip.ct.hu import hu_to_unit
 
         rng = np.random.default_rng(self.seed)
         lo, hi = HU_WINDOW
@@ -355,11 +355,11 @@ def stage_export(args: argparse.Namespace) -> None:
         "architecture": {"class": "ldct_clip.networks.CLIPDenoiser", "layers": settings["layers"],
                          "width": settings["width"], "encoder_weights": None,
                          "encoder": f"{settings['encoder']} (random initialisation, no CLIP weights)"},
-        "input": "one axial CT slice, HU mapped to [0, 1] over [-1024, 3072] (ldct_clip.transforms.hu_to_unit)",
+        "input": "one axial CT slice, HU mapped to [0, 1] over [-1024, 3072] (ldct_clip.ct.hu.hu_to_unit)",
         "training": {
             "commands": args.commands or [],
             "script": "scripts/train_demo.py",
-            "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.ct.phantom.make_phantom, seeds "
+            "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.simulation.phantom.make_phantom, seeds "
                      f"0..{ids[-1]}{' except ' + str(missing) if missing else ''}, regions {REGION_NAMES} in turn, "
                      "2 slices each, 192-320 px, "
                      "pixel spacing 0.75-1.3 x the region's field of view / size, slice thickness 1-5 mm); "

@@ -9,7 +9,7 @@ Exactly two real CT slices, for validation and model selection only (never train
 Every other CT image of those packages stays off limits, so that the model is checked on real CT content
 it has not seen.  Each slice is read with pydicom and converted to HU explicitly (``RescaleSlope``,
 ``RescaleIntercept``); the real slice is the reference.  Low dose at 10, 25 and 50 % of the slice's dose is
-simulated with the project's projection-domain simulator (:func:`ldct_clip.ct.simulation.simulate_low_dose`:
+simulated with the project's projection-domain simulator (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`:
 variance-matched noise insertion, 720-view parallel beam, the slice's pixel size, a Hann-windowed FBP filter
 for the soft B30s and STANDARD kernels), ``--realisations`` noise realisations per dose at fixed seeds.  The
 simulator's photon count ``I0`` is calibrated per slice so that its full-dose noise has the SD of the slice's own
@@ -20,11 +20,11 @@ and a ramp filter, give the 0.29 mm neck slice about 5 times the noise of this c
 * ``input``: the simulated low-dose slice;
 * ``demo`` (or ``--weights``): the network through :func:`ldct_clip.inference.denoise_volume`, the bundle's
   steps (HU window [-1024, 3072], 512 x 512 sliding window, fp32);
-* ``NLM (tuned)``: :func:`ldct_clip.ct.classical.denoise_nlm` given the true SD of the added noise, with
+* ``NLM (tuned)``: :func:`ldct_clip.evaluation.classical.denoise_nlm` given the true SD of the added noise, with
   ``h = f * SD`` and ``f`` chosen per slice, dose and realisation from a grid for the best abdomen-window
   PSNR against the reference (an oracle tuning that favours NLM);
-* ``BM3D (noise PSD)``: :func:`ldct_clip.ct.classical.denoise_bm3d` (correlated-noise BM3D, ``pip install
-  'ldct-clip[bm3d]'``) given the PSD of the simulator's noise (:func:`ldct_clip.ct.noise_psd.simulated_noise_psd`:
+* ``BM3D (noise PSD)``: :func:`ldct_clip.evaluation.classical.denoise_bm3d` (correlated-noise BM3D, ``pip install
+  'ldct-clip[bm3d]'``) given the PSD of the simulator's noise (:func:`ldct_clip.evaluation.noise_psd.simulated_noise_psd`:
   other seeds of the same simulation, inside the body); no tuning.
 
 Scores: PSNR (dB), SSIM and RMSE (HU) under the ldct-benchmark abdomen window (C 50 / W 400, the protocol
@@ -92,7 +92,7 @@ def calibrate_flux(hu: np.ndarray, px: float, filter_name: str = FILTER) -> dict
     (``noise_model="poisson"``, dose 1) realisations.  Quantum noise variance scales as ``1 / I0``: two
     fixed-point steps from ``I0 = 1e5`` (the electronic noise makes it slightly non-linear).
     """
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
     from ldct_clip.metrics import find_uniform_roi, noise_sd
 
     roi = find_uniform_roi(hu)
@@ -111,7 +111,7 @@ def calibrate_flux(hu: np.ndarray, px: float, filter_name: str = FILTER) -> dict
 
 def nlm_tuned(low: np.ndarray, ref: np.ndarray, sd: float) -> tuple[np.ndarray, float]:
     """NLM with ``h = f * sd``, the ``f`` of :data:`NLM_FACTORS` with the best abdomen PSNR against ``ref``."""
-    from ldct_clip.ct.classical import denoise_nlm
+    from ldct_clip.evaluation.classical import denoise_nlm
 
     best = None
     for f in NLM_FACTORS:
@@ -132,9 +132,9 @@ def scores(image: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 def validate_slice(name: str, hu: np.ndarray, px: float, model, args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Score every method at every dose and realisation on one slice; return the rows and the panel's images."""
-    from ldct_clip.ct.classical import denoise_bm3d, import_bm3d
-    from ldct_clip.ct.noise_psd import psd_sd, simulated_noise_psd
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.evaluation.classical import denoise_bm3d, import_bm3d
+    from ldct_clip.evaluation.noise_psd import psd_sd, simulated_noise_psd
+    from ldct_clip.simulation.low_dose import simulate_low_dose
     from ldct_clip.errors import InputError
     from ldct_clip.inference import denoise_volume
 

@@ -32,7 +32,7 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 def denoise(src: Path, out: Path, ckpt: Path, **overrides):
     """The bundle's inference (``denoise_cases``) with the tiny network on CPU, without progress bars: the
     :class:`~ldct_clip.handlers.CaseResult` of each case."""
-    from ldct_clip.ct.workflows import denoise_cases
+    from ldct_clip.workflows import denoise_cases
 
     settings = {"network_def#layers": TINY["layers"], "network_def#width": TINY["width"], "roi_size": [64, 64],
                 "device": torch.device("cpu"), "progress": False}

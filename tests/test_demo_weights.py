@@ -21,7 +21,7 @@ from ldct_clip.errors import WeightsError
 from ldct_clip.inference import denoise_volume
 from ldct_clip.metrics import compute_metrics
 from ldct_clip.networks import CLIPDenoiser
-from ldct_clip.ct.phantom import make_low_dose_example, make_phantom
+from ldct_clip.simulation.phantom import make_low_dose_example, make_phantom
 from ldct_clip.weights import DEMO_LABEL, resolve_weights, weights_label
 
 MIN_GAIN_DB = 2.0

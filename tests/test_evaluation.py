@@ -18,16 +18,16 @@ from conftest import tiny_model
 from ldct_clip.checkpoints import load_checkpoint, network_overrides, save_checkpoint
 from ldct_clip.cli import main
 from ldct_clip.errors import InputError
-from ldct_clip.ct.classical import denoise_nlm, estimate_noise_sd
+from ldct_clip.evaluation.classical import denoise_nlm, estimate_noise_sd
 from ldct_clip.ct.pairs import pair_cases
-from ldct_clip.ct.scoring import evaluate_pairs
-from ldct_clip.ct.workflows import evaluate_cases
+from ldct_clip.evaluation.scoring import evaluate_pairs
+from ldct_clip.workflows import evaluate_cases
 from ldct_clip.inference import denoise_volume
 from ldct_clip.ct.io import find_cases, read_case
 from ct_factory import ct_affine, write_nifti
 from ldct_clip.metrics import compute_metrics, noise_sd
 from ldct_clip.reporting.figures import save_line_plot
-from ldct_clip.ct.phantom import make_low_dose_example
+from ldct_clip.simulation.phantom import make_low_dose_example
 from ldct_clip.engine.precision import prepare_model
 from test_bundle import CONFIGS, TINY_OVERRIDES, monai_bundle
 
@@ -168,7 +168,7 @@ def test_line_plot_linear_and_log(tmp_path):
 
 def test_bm3d_white_noise():
     # bm3d is in the test extra: this runs wherever the suite does
-    from ldct_clip.ct.classical import denoise_bm3d
+    from ldct_clip.evaluation.classical import denoise_bm3d
 
     rng = np.random.default_rng(0)
     clean = np.zeros((48, 48), np.float32)

@@ -4,6 +4,7 @@ through the bundle's pipeline), and the ``ldct-clip lcd`` / ``ldct-clip iq`` com
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import subprocess
@@ -16,14 +17,15 @@ import torch
 
 from ldct_clip.checkpoints import network_overrides
 from ldct_clip.ct.io import write_nifti
-from ldct_clip.ct.iq_phantoms import CCT189_INSERTS, TTF_INSERTS, insert_centre_px, make_cct189, make_ttf_phantom
-from ldct_clip.ct.iq_study import IQSettings, run_iq_study
-from ldct_clip.ct.simulation import simulate_low_dose
+from ldct_clip.simulation.iq_phantoms import CCT189_INSERTS, TTF_INSERTS, insert_centre_px, make_cct189, make_ttf_phantom
+from ldct_clip.evaluation.iq_study import IQSettings, run_iq_study
+from ldct_clip.simulation.low_dose import simulate_low_dose
 from ldct_clip.errors import InputError
 from ldct_clip.metrics.detectability import LCD_COLUMNS, find_inserts
 from ldct_clip.metrics.resolution import task_transfer_function
-from ldct_clip.reporting.iq_report import write_iq_report
+from ldct_clip.evaluation.iq_report import write_iq_report
 from ldct_clip.weights import resolve_weights
+from ldct_clip.workflows import denoise_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(size=128, pixel_size_mm=1.8, nps_roi_px=32)
@@ -52,7 +54,8 @@ def study():
                  "progress": False}
     settings = IQSettings(doses=(0.25, 1.0), realisations=6, ttf_realisations=2, readers=3, bootstrap=20,
                           observers=("LG_CHO", "NPW"), **SMALL)
-    return run_iq_study(settings, model_overrides=overrides, progress=False)
+    denoise = functools.partial(denoise_cases, **overrides, write_dicom=False, write_png=False)
+    return run_iq_study(settings, denoise=denoise, progress=False)
 
 
 def test_study_runs_every_method_through_its_pipeline(study):
@@ -155,7 +158,7 @@ def test_iq_command_tiny(tmp_path):
 
 def test_evaluate_with_iq_adds_the_study(tmp_path):
     """``ldct-clip evaluate ... --iq`` writes the task-based study beside the paired metrics."""
-    from ldct_clip.ct.phantom import make_phantom
+    from ldct_clip.simulation.phantom import make_phantom
 
     volume = make_phantom((96, 96, 2), seed=1)
     low = simulate_low_dose(volume, 0.25, noise_model="poisson", pixel_size_mm=400 / 96, seed=0)

@@ -19,7 +19,7 @@ from ldct_clip.cli import main
 from ldct_clip.inference import denoise_volume
 from ldct_clip.ct.io import find_cases, read_case
 from ct_factory import phantom_hu, write_ct_series
-from ldct_clip.ct.pacs import PacsError, connect, denoise_series, find_series, list_series
+from ldct_clip.pacs import PacsError, connect, denoise_series, find_series, list_series
 from orthanc_server import free_port, orthanc  # noqa: F401  (orthanc: the shared server fixture)
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 
 from ldct_clip.errors import InputError
 from ldct_clip.metrics import noise_sd
-from ldct_clip.ct.phantom import HU, make_low_dose_example, make_phantom
+from ldct_clip.simulation.phantom import HU, make_low_dose_example, make_phantom
 
 SHAPE = (128, 128, 8)
 

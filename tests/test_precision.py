@@ -8,7 +8,7 @@ import torch
 
 from conftest import tiny_model
 from ldct_clip.inference import SliceSlidingWindowInferer, denoise_volume
-from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.simulation.phantom import make_phantom
 from ldct_clip.engine.precision import (
     cpu_has_native_bf16,
     default_sw_batch_size,
@@ -16,7 +16,7 @@ from ldct_clip.engine.precision import (
     prepare_model,
     resolve_precision,
 )
-from ldct_clip.transforms import hu_to_unit
+from ldct_clip.ct.hu import hu_to_unit
 
 
 def _model_with_real_bn_stats():

@@ -12,10 +12,10 @@ import pydicom
 import pytest
 
 from ldct_clip.cli import main
-from ldct_clip.ct.simulate_cases import simulate_case
+from ldct_clip.simulation.cases import simulate_case
 from ldct_clip.ct.io import find_cases, read_case
 from ct_factory import ct_affine, write_ct_series, write_nifti
-from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.simulation.phantom import make_phantom
 
 SHAPE = (64, 64, 3)
 SPACING = (400 / 64, 400 / 64, 2.5)

@@ -23,7 +23,7 @@ from ldct_clip.ct.training_data import DosePairSlices, TrainingSlices
 from ldct_clip.transforms.ct_noise import RandCTNoised, sigma_for_slice_thickness
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
-from ldct_clip.ct.phantom import make_phantom
+from ldct_clip.simulation.phantom import make_phantom
 from ldct_clip.engine.trainer import (
     BatchMixup,
     CTImageQualityMetric,

@@ -31,7 +31,7 @@ from PIL import Image
 from ct_factory import phantom_hu, write_ct_series, write_enhanced_ct
 from ldct_clip.checkpoints import network_overrides
 from ldct_clip.ct.io import find_cases, read_case
-from ldct_clip.ct.pacs import denoise_series
+from ldct_clip.pacs import denoise_series
 from ldct_clip.weights import resolve_weights
 from orthanc_server import Orthanc, missing_reason
 from viewer_server import ViewerServer, setup_viewer_folder

@@ -12,8 +12,8 @@ from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
 from ldct_clip.ct.dataset import CTPairDataset
-from ldct_clip.ct.reader import affine_from_meta, volume_array
-from ldct_clip.ct.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, CaseScorer, check_settings
+from ldct_clip.ct.io.monai_reader import affine_from_meta, volume_array
+from ldct_clip.evaluation.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, CaseScorer, check_settings
 from ldct_clip.engine.evaluator import case_names
 
 __all__ = ["EvaluationHandler"]
@@ -26,7 +26,7 @@ class EvaluationHandler:
 
     For each case it takes the input (``image_key``: the LDCT in HU), the network's output (``pred_key``, in HU,
     after the inference postprocessing) and the reference (``label_key``), and scores them with
-    :class:`~ldct_clip.ct.scoring.CaseScorer` (classical baselines, metrics under each protocol, noise SD,
+    :class:`~ldct_clip.evaluation.scoring.CaseScorer` (classical baselines, metrics under each protocol, noise SD,
     figures); at the end it writes the tables and prints the markdown summary.
 
     Attach it before the checkpoint loader, so that bad settings are refused before the weights are loaded.
@@ -36,7 +36,7 @@ class EvaluationHandler:
         dataset: the pairs (their sources are never written into).
         header: ``key: value`` lines for the top of ``summary.md`` (checkpoint, HU window).
         protocols, classical, noise_roi, nps_size, display_windows, write_png, write_volumes, progress: see
-            :func:`~ldct_clip.ct.scoring.evaluate_pairs`.
+            :func:`~ldct_clip.evaluation.scoring.evaluate_pairs`.
         print_summary: print the markdown summary to stdout at the end.
     """
 

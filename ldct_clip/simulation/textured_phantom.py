@@ -1,6 +1,6 @@
 """A textured body slice: 15-45 cm of fat, muscle, organs, vessels, bone and lung with real-world texture.
 
-Unlike the smooth organs of :mod:`ldct_clip.ct.phantom`, every tissue here carries texture with the statistics
+Unlike the smooth organs of :mod:`ldct_clip.simulation.phantom`, every tissue here carries texture with the statistics
 of anatomy (:mod:`ldct_clip.simulation.textures`): power-law soft-tissue texture, lumpy organs, fatty septa and
 marbling, branching contrast-enhanced vessels, cancellous bone inside a cortical shell, lung parenchyma, gas.
 The layout is random rather than anatomical: the denoiser sees patches, so the local statistics matter more

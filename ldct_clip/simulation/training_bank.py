@@ -3,7 +3,7 @@
 A case is one noise-free slice (:data:`CONTENTS`: the procedural phantoms, the textured bodies or natural
 images mapped to HU) at a random pixel size (0.3-1 mm), reconstruction kernel (FBP filter from sharp ``ramp`` to
 smooth ``hann``; the clean slice is blurred to the matching resolution) and photon flux (5e4-1e6), and its
-projection-domain noise (:func:`ldct_clip.ct.simulation.simulate_low_dose`, Poisson statistics, full dose),
+projection-domain noise (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson statistics, full dose),
 stored *normalised to unit SD* inside the body.  Quantum noise scales as ``1 / sqrt(dose)``, so the crop stream
 (:class:`ContentCrops`) rescales each slice's noise to an SD drawn log-uniformly from ``noise_sd`` (default
 10-150 HU): one bank covers every dose of every flux, the noise keeping its FBP texture and its spatial
@@ -29,7 +29,7 @@ HU_WINDOW = (-1024.0, 3072.0)
 
 def _clean_slice(content: str, n: int, px: float, rng: np.random.Generator, index: int) -> tuple[np.ndarray, dict]:
     if content == "phantom":
-        from ldct_clip.ct.phantom import REGIONS, make_phantom
+        from ldct_clip.simulation.phantom import REGIONS, make_phantom
 
         region = sorted(REGIONS)[index % len(REGIONS)]
         img = make_phantom((n, n), region=region, pixel_size_mm=px, texture_hu=float(rng.uniform(2.0, 8.0)),
@@ -56,7 +56,7 @@ def make_content_case(index: int, content: str, seed: int = 20261206) -> dict[st
     """
     from scipy import ndimage
 
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
 
     rng = np.random.default_rng([index, CONTENTS.index(content), seed])
     n = int(rng.choice(SIZES))
@@ -101,7 +101,7 @@ class ContentCrops(torch.utils.data.IterableDataset):
             raise ValueError("no training cases")
 
     def __iter__(self):
-        from ldct_clip.transforms import hu_to_unit
+        from ldct_clip.ct.hu import hu_to_unit
 
         rng = np.random.default_rng(self.seed)
         lo, hi = HU_WINDOW

@@ -1,59 +1,21 @@
-"""The HU window: HU <-> the network's [0, 1], and keeping what lies outside the window.
+"""Keeping what the HU window clips: the voxels outside ``[hu_min, hu_max]`` come from the input.
 
-The paper normalises CT as ``x = (HU - hu_min) / (hu_max - hu_min)`` with ``[hu_min, hu_max] =
-[-1024, 3072]`` (RED-CNN's preprocessing). The network sees ``x``; everything written to disk is HU.
-The map and its inverse are MONAI's ``ScaleIntensityRange(d)`` (the bundle configs name them directly;
-:func:`hu_to_unit` and :func:`unit_to_hu` apply them to plain arrays). Clipping loses the values outside the
-window, so the inverse cannot bring them back: :class:`KeepOutsideWindow` takes them from the input instead.
+Clipping loses the values outside the window (:mod:`ldct_clip.ct.hu`), so the inverse map cannot bring them back:
+:class:`KeepOutsideWindow` takes them from the input instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, ScaleIntensityRange, Transform
-from monai.utils import convert_to_dst_type
+from monai.transforms import MapTransform, Transform
 
-__all__ = [
-    "DEFAULT_HU_WINDOW",
-    "KeepOutsideWindow",
-    "KeepOutsideWindowd",
-    "hu_to_unit",
-    "unit_to_hu",
-]
+from ldct_clip.ct.hu import ArrayLike, check_window
 
-DEFAULT_HU_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
-
-ArrayLike = np.ndarray | torch.Tensor
-
-
-def _check_window(hu_min: float, hu_max: float) -> tuple[float, float]:
-    if not hu_max > hu_min:
-        raise ValueError(f"HU window must have hu_max > hu_min, got [{hu_min}, {hu_max}]")
-    return float(hu_min), float(hu_max)
-
-
-def hu_to_unit(hu: ArrayLike, hu_min: float = -1024.0, hu_max: float = 3072.0, clip: bool = True) -> ArrayLike:
-    """Map HU to the network's [0, 1] scale: ``(hu - hu_min) / (hu_max - hu_min)``, clipped if ``clip``.
-
-    MONAI's ``ScaleIntensityRange(hu_min, hu_max, 0, 1, clip)``; float32 of the input's type and device.
-    """
-    lo, hi = _check_window(hu_min, hu_max)
-    x = ScaleIntensityRange(lo, hi, 0.0, 1.0, clip=clip)(hu)
-    return convert_to_dst_type(x, dst=hu, dtype=x.dtype)[0]
-
-
-def unit_to_hu(x: ArrayLike, hu_min: float = -1024.0, hu_max: float = 3072.0) -> ArrayLike:
-    """Inverse of :func:`hu_to_unit` (exact inside the window): ``x * (hu_max - hu_min) + hu_min``.
-
-    MONAI's ``ScaleIntensityRange(0, 1, hu_min, hu_max)``; float32 of the input's type and device.
-    """
-    lo, hi = _check_window(hu_min, hu_max)
-    hu = ScaleIntensityRange(0.0, 1.0, lo, hi)(x)
-    return convert_to_dst_type(hu, dst=x, dtype=hu.dtype)[0]
+__all__ = ["KeepOutsideWindow", "KeepOutsideWindowd"]
 
 
 class KeepOutsideWindow(Transform):
@@ -67,7 +29,7 @@ class KeepOutsideWindow(Transform):
     """
 
     def __init__(self, hu_min: float = -1024.0, hu_max: float = 3072.0) -> None:
-        self.hu_min, self.hu_max = _check_window(hu_min, hu_max)
+        self.hu_min, self.hu_max = check_window(hu_min, hu_max)
 
     def __call__(self, img: ArrayLike, reference: ArrayLike) -> ArrayLike:
         if tuple(img.shape) != tuple(reference.shape):
@@ -95,10 +57,3 @@ class KeepOutsideWindowd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key], d[self.reference_key])
         return d
-
-
-def window_from(hu_window: Sequence[float]) -> tuple[float, float]:
-    """Validate a ``(hu_min, hu_max)`` pair."""
-    if len(hu_window) != 2:
-        raise ValueError(f"hu_window must be (hu_min, hu_max), got {hu_window}")
-    return _check_window(*hu_window)

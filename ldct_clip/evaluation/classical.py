@@ -127,8 +127,8 @@ def denoise_bm3d(
     """BM3D for correlated noise (the ``bm3d`` package) slice by slice, in HU.
 
     The noise model, first that applies: ``noise_psd`` (the PSD of the noise, e.g. the simulator's,
-    :func:`~ldct_clip.ct.noise_psd.simulated_noise_psd`); white noise of SD ``sigma_hu``; the PSD estimated from
-    the volume itself (:func:`~ldct_clip.ct.noise_psd.estimate_noise_psd`).  CT noise after filtered
+    :func:`~ldct_clip.evaluation.noise_psd.simulated_noise_psd`); white noise of SD ``sigma_hu``; the PSD estimated from
+    the volume itself (:func:`~ldct_clip.evaluation.noise_psd.estimate_noise_psd`).  CT noise after filtered
     back-projection is correlated, so a PSD beats a white SD.
 
     Optional: ``pip install 'ldct-clip[bm3d]'``.  Its licence (Tampere University) allows non-commercial use
@@ -139,13 +139,13 @@ def denoise_bm3d(
         volume_hu: ``(X, Y)`` or ``(X, Y, Z)`` in HU.
         sigma_hu: SD (HU) of white noise.
         noise_psd: ``(X, Y)`` noise PSD in HU^2, the expected ``|FFT2(noise)|^2`` (bm3d's convention, see
-            :mod:`ldct_clip.ct.noise_psd`); another size is resized (:func:`~ldct_clip.ct.noise_psd.resize_psd`).
+            :mod:`ldct_clip.evaluation.noise_psd`); another size is resized (:func:`~ldct_clip.evaluation.noise_psd.resize_psd`).
         progress: ``progress(slices_done, slices_total)``.
 
     Returns:
         float32 array of the input's shape, HU.
     """
-    from ldct_clip.ct.noise_psd import estimate_noise_psd, resize_psd
+    from ldct_clip.evaluation.noise_psd import estimate_noise_psd, resize_psd
 
     bm3d = import_bm3d()
     shape = np.shape(volume_hu)[:2]

@@ -154,7 +154,7 @@ def estimate_noise_psd(volume_hu: np.ndarray, *, roi_size: int | None = None) ->
         except InputError:
             continue
     else:
-        from ldct_clip.ct.classical import estimate_noise_sd
+        from ldct_clip.evaluation.classical import estimate_noise_sd
 
         sd = estimate_noise_sd(vol)
         log.warning("no uniform region for a noise PSD; white noise of %.1f HU assumed", sd)

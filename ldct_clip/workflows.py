@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ldct_clip.bundle import load_config, run_config
-from ldct_clip.ct.scoring import EvaluationReport
+from ldct_clip.evaluation.scoring import EvaluationReport
 from ldct_clip.errors import InputError
 from ldct_clip.handlers.case_summary import CaseResult, CaseSummary
 from ldct_clip.handlers.evaluation_report import EvaluationHandler

@@ -1,7 +1,7 @@
 """Scoring a denoiser on paired LDCT/NDCT cases under the metric protocols of :mod:`ldct_clip.metrics`.
 
 Per-slice, per-case and summary tables (CSV + markdown), noise SD in a uniform ROI, and the figures of
-:mod:`ldct_clip.reporting.case_figures`. :class:`CaseScorer` takes one case at a time (the bundle's
+:mod:`ldct_clip.evaluation.case_figures`. :class:`CaseScorer` takes one case at a time (the bundle's
 evaluation handler feeds it the pipeline's output); :func:`evaluate_pairs` runs it over pairs with any
 denoising function. Volumes are ``(X, Y, Z)`` in HU.
 """
@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
-from ldct_clip.ct.io.readers import read_case
-from ldct_clip.ct.io.writers import check_output_path, write_nifti
+from ldct_clip.ct.io.nifti_writer import write_nifti
+from ldct_clip.ct.io.output_paths import check_output_path
+from ldct_clip.ct.io.read import read_case
 from ldct_clip.metrics import find_uniform_roi, get_protocol, noise_sd, per_slice_metrics
-from ldct_clip.reporting.case_figures import case_figures
+from ldct_clip.evaluation.case_figures import case_figures
 from ldct_clip.reporting.progress import SliceProgress, slice_progress
 from ldct_clip.reporting.tables import write_csv, write_text
-from ldct_clip.ct.classical import CLASSICAL_DENOISERS, available_denoisers, estimate_noise_sd
+from ldct_clip.evaluation.classical import CLASSICAL_DENOISERS, available_denoisers, estimate_noise_sd
 from ldct_clip.ct.pairs import CasePair
 
 __all__ = ["DEFAULT_PROTOCOLS", "DEFAULT_WINDOWS", "METRICS", "EvaluationReport", "CaseScorer", "check_settings",
@@ -163,7 +164,7 @@ class CaseScorer:
     ) -> None:
         """Score one case: ``ldct_hu`` and ``ndct_hu`` (X, Y, Z) in HU on the grid ``affine`` (4x4, RAS+ mm), and
         the network's ``denoised`` volume (required when the scorer has a network).  ``noise_psd``: the ``(X, Y)``
-        PSD of the LDCT noise where it is known (simulated noise, :mod:`ldct_clip.ct.noise_psd`), for BM3D;
+        PSD of the LDCT noise where it is known (simulated noise, :mod:`ldct_clip.evaluation.noise_psd`), for BM3D;
         otherwise BM3D estimates it from the LDCT volume."""
         if ldct_hu.shape != ndct_hu.shape:
             raise InputError(
@@ -281,7 +282,7 @@ def evaluate_pairs(
     For each pair the LDCT volume is scored as it is (``input``), after the network (``network_name``, when a
     ``denoiser`` is given) and after each classical denoiser, against the NDCT reference.  The classical
     denoisers see only the LDCT: NLM its noise SD estimated from the volume, BM3D its noise PSD estimated from
-    the volume (:func:`~ldct_clip.ct.noise_psd.estimate_noise_psd`; ``CaseScorer.add`` takes a known one).
+    the volume (:func:`~ldct_clip.evaluation.noise_psd.estimate_noise_psd`; ``CaseScorer.add`` takes a known one).
     BM3D is skipped, with a note in ``summary.md``, where the ``bm3d`` package is not installed.
 
     * Metrics: PSNR (dB), SSIM and RMSE (HU) of each axial slice under each protocol

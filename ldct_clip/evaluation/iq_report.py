@@ -1,5 +1,5 @@
 """Tables and figures of task-based image quality: ``lcd.csv``/``lcd.md`` of one LCD measurement, and the
-whole simulated study of :func:`ldct_clip.ct.iq_study.run_iq_study` (CSV, markdown, PNG plots and a panel)."""
+whole simulated study of :func:`ldct_clip.evaluation.iq_study.run_iq_study` (CSV, markdown, PNG plots and a panel)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def write_iq_report(study: Any, out_dir: str | Path, header: Mapping[str, Any]) 
                                             ylabel="TTF", log_y=False, size=(420, 300)))
     files.append(save_grid(out / "ttf.png", ttf_plots, columns=len({r["insert_hu"] for r in study.ttf})))
     panel_dose = float(sorted(s.doses)[1] if len(s.doses) > 1 else s.doses[0])
-    from ldct_clip.ct.iq_phantoms import make_cct189
+    from ldct_clip.simulation.iq_phantoms import make_cct189
 
     truth = ("noise-free", make_cct189(s.size, s.pixel_size_mm), LOW_CONTRAST_WINDOW)
     files.append(save_panels(out / "panel.png", [truth] + [(f"{m} {_dose_label(panel_dose)}",

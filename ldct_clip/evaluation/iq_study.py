@@ -1,25 +1,25 @@
 """A simulated task-based image-quality study: CCT189 and TTF/NPS phantoms, several doses, every method.
 
-:func:`run_iq_study` builds the phantoms (:mod:`ldct_clip.ct.iq_phantoms`), simulates them at each dose with
-the projection-domain simulator (:func:`~ldct_clip.ct.simulation.simulate_low_dose`, Poisson noise on the
+:func:`run_iq_study` builds the phantoms (:mod:`ldct_clip.simulation.iq_phantoms`), simulates them at each dose with
+the projection-domain simulator (:func:`~ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson noise on the
 noise-free phantom, ``realisations`` signal-present and as many signal-absent images per dose, and
 ``ttf_realisations`` of the TTF phantom), and runs every method on the same images:
 
 * ``fbp``: the simulated images themselves;
-* the model: the bundle's inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`, i.e.
+* the model: the bundle's inference pipeline (``denoise``: the doors pass :func:`~ldct_clip.workflows.denoise_cases`, i.e.
   ``inference.json``: reading, HU window, sliding-window inferer, window back to HU, rounding, NIfTI
   writing) on one NIfTI case per dose and phantom whose slices are the realisations;
-* ``nlm``: :func:`~ldct_clip.ct.classical.denoise_nlm` given the true noise SD of the FBP images (tuned: the
+* ``nlm``: :func:`~ldct_clip.evaluation.classical.denoise_nlm` given the true noise SD of the FBP images (tuned: the
   strength scikit-image recommends for a known noise level);
-* ``bm3d``: :func:`~ldct_clip.ct.classical.denoise_bm3d` (correlated-noise BM3D) given the PSD of the
+* ``bm3d``: :func:`~ldct_clip.evaluation.classical.denoise_bm3d` (correlated-noise BM3D) given the PSD of the
   simulated noise (signal-absent images minus the truth, inside the phantom:
-  :func:`~ldct_clip.ct.noise_psd.simulated_noise_psd`), where the ``bm3d`` package is installed (skipped, with a
+  :func:`~ldct_clip.evaluation.noise_psd.simulated_noise_psd`), where the ``bm3d`` package is installed (skipped, with a
   note, where not).
 
 It then measures per method and dose: low-contrast detectability of the four CCT189 inserts
 (:func:`~ldct_clip.metrics.detectability.measure_lcd`), the NPS of the signal-absent images in a central
 ROI after removing their ensemble mean, and the TTF of the five TTF inserts on the ensemble-mean image.
-Tables and figures are written by :mod:`ldct_clip.reporting.iq_report`.
+Tables and figures are written by :mod:`ldct_clip.evaluation.iq_report`.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ldct_clip.ct.classical import CLASSICAL_DENOISERS, available_denoisers
-from ldct_clip.ct.iq_phantoms import (
+from ldct_clip.evaluation.classical import CLASSICAL_DENOISERS, available_denoisers
+from ldct_clip.simulation.iq_phantoms import (
     CCT189_INSERTS,
     TTF_INSERTS,
     insert_centre_px,
@@ -50,7 +50,10 @@ from ldct_clip.metrics.detectability import OBSERVERS, Insert, measure_lcd
 from ldct_clip.metrics.noise import noise_power_spectrum, nps_summary, radial_nps
 from ldct_clip.metrics.resolution import task_transfer_function
 
-__all__ = ["IQSettings", "IQStudy", "run_iq_study"]
+__all__ = ["Denoiser", "IQSettings", "IQStudy", "run_iq_study"]
+
+#: ``denoise(input_dir, output_dir) -> results`` (each with ``ok``, ``name``, ``message``): the model of a study.
+Denoiser = Callable[[Path, Path], Sequence[Any]]
 
 log = logging.getLogger("ldct_clip")
 
@@ -123,30 +126,29 @@ def _lcd_inserts(settings: IQSettings) -> list[Insert]:
 
 def _simulate(settings: IQSettings, progress: bool) -> dict[tuple[str, float], np.ndarray]:
     """``{(kind, dose): (X, Y, N) HU}`` for kind in present, absent, ttf."""
-    from ldct_clip.ct.simulation import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
+    from ldct_clip.simulation.protocol import ScanProtocol
 
     phantoms = {
         "present": (make_cct189(settings.size, settings.pixel_size_mm, signal=True), settings.realisations),
         "absent": (make_cct189(settings.size, settings.pixel_size_mm, signal=False), settings.realisations),
         "ttf": (make_ttf_phantom(settings.size, settings.pixel_size_mm), settings.ttf_realisations),
     }
+    scan = ScanProtocol(incident_flux=settings.incident_flux, noise_model="poisson",
+                        pixel_size_mm=settings.pixel_size_mm, filter_name=settings.filter_name)
     stacks = {}
     for d_index, dose in enumerate(settings.doses):
         _say(progress, f"simulating dose {100 * dose:g}%")
         for k_index, (kind, (truth, n)) in enumerate(phantoms.items()):
             volume = np.repeat(truth[:, :, None], n, axis=2)
             stacks[(kind, float(dose))] = simulate_low_dose(
-                volume, float(dose), incident_flux=settings.incident_flux, noise_model="poisson",
-                pixel_size_mm=settings.pixel_size_mm, filter_name=settings.filter_name,
-                seed=settings.seed * 1000 + 10 * d_index + k_index, progress=progress,
-            )
+                volume, float(dose), scan, seed=settings.seed * 1000 + 10 * d_index + k_index, progress=progress)
     return stacks
 
 
-def _run_model(stacks: dict, settings: IQSettings, overrides: dict[str, Any], workdir: Path) -> dict:
-    """The bundle's inference pipeline on one NIfTI case per stack; returns the denoised stacks."""
+def _run_model(stacks: dict, settings: IQSettings, denoise: Denoiser, workdir: Path) -> dict:
+    """``denoise`` (the bundle's inference pipeline) on one NIfTI case per stack; returns the denoised stacks."""
     from ldct_clip.ct.io import read_path, write_nifti
-    from ldct_clip.ct.workflows import denoise_cases
 
     src, dst = workdir / "in", workdir / "out"
     src.mkdir(parents=True)
@@ -156,7 +158,7 @@ def _run_model(stacks: dict, settings: IQSettings, overrides: dict[str, Any], wo
         name = f"{kind}_dose{int(round(1000 * dose)):04d}"
         write_nifti(stack, affine, src / f"{name}.nii.gz")
         names[(kind, dose)] = name
-    results = denoise_cases(src, dst, **{**overrides, "write_dicom": False, "write_png": False})
+    results = denoise(src, dst)
     failed = [r for r in results if not r.ok]
     if failed:
         raise InputError(f"the model failed on {failed[0].name}: {failed[0].message}")
@@ -209,14 +211,16 @@ def _measure(study: IQStudy, method: str, images: dict, progress: bool) -> None:
     _say(progress, f"measured {method}")
 
 
-def run_iq_study(settings: IQSettings | None = None, *, model_overrides: dict[str, Any] | None = None,
+def run_iq_study(settings: IQSettings | None = None, *, denoise: Denoiser | None = None,
                  progress: bool = True, workdir: str | os.PathLike | None = None) -> IQStudy:
     """Simulate, denoise and measure (see the module's description).
 
     Args:
         settings: :class:`IQSettings` (default: the ``ldct-clip iq`` defaults).
-        model_overrides: bundle config overrides of the model's run (``ckpt_path``, ``network_def#...``,
-            ``device``, ``precision``, ...), as the ``denoise`` command builds them; ``None`` leaves the model out.
+        denoise: the model: called as ``denoise(input_dir, output_dir)``, it writes a NIfTI of the same name for
+            each NIfTI case in ``input_dir`` and returns results with ``ok``, ``name`` and ``message`` (the doors
+            pass :func:`ldct_clip.workflows.denoise_cases` with the run's overrides, DICOM and PNG output off);
+            ``None`` leaves the model out.
         progress: stage lines and progress bars on stderr.
         workdir: where the model's NIfTI cases go (default: a temporary folder, removed afterwards).
 
@@ -226,7 +230,7 @@ def run_iq_study(settings: IQSettings | None = None, *, model_overrides: dict[st
     settings = settings or IQSettings()
     settings.check()
     classical, notes = available_denoisers(settings.classical)
-    methods = ["fbp"] + ([MODEL] if model_overrides is not None else []) + classical
+    methods = ["fbp"] + ([MODEL] if denoise is not None else []) + classical
     study = IQStudy(settings, methods, notes=notes)
     for note in notes:
         _say(progress, note)
@@ -240,19 +244,19 @@ def run_iq_study(settings: IQSettings | None = None, *, model_overrides: dict[st
     sigmas = {float(d): float(np.std(stacks[("absent", float(d))][centre] - truth["absent"][centre][:, :, None]))
               for d in settings.doses}
     _measure(study, "fbp", stacks, progress)
-    if model_overrides is not None:
+    if denoise is not None:
         _say(progress, "denoising with the model through the bundle's inference pipeline")
         t0 = time.perf_counter()
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="ldct-clip-iq-") as tmp:
-                denoised = _run_model(stacks, settings, model_overrides, Path(tmp))
+                denoised = _run_model(stacks, settings, denoise, Path(tmp))
         else:
-            denoised = _run_model(stacks, settings, model_overrides, Path(workdir))
+            denoised = _run_model(stacks, settings, denoise, Path(workdir))
         study.seconds[MODEL] = time.perf_counter() - t0
         _measure(study, MODEL, denoised, progress)
     noise = {}
     if "bm3d" in classical:
-        from ldct_clip.ct.noise_psd import simulated_noise_psd
+        from ldct_clip.evaluation.noise_psd import simulated_noise_psd
 
         for d in sigmas:
             absent = stacks[("absent", d)]

@@ -1,8 +1,8 @@
 """Denoise a CT series that lives in a PACS and store the result back, over DICOMweb.
 
 QIDO-RS finds the series (and its study), WADO-RS pulls its instances into a work folder, the bundle's
-inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`: the components of ``inference.json``, as for
-every door) reads, denoises and writes a derived series (:func:`~ldct_clip.ct.io.writers.write_derived_series`:
+inference pipeline (:func:`~ldct_clip.workflows.denoise_cases`: the components of ``inference.json``, as for
+every door) reads, denoises and writes a derived series (:func:`~ldct_clip.ct.io.derived_series.write_derived_series`:
 same patient, study and frame of reference, new SeriesInstanceUID and SOPInstanceUIDs, DERIVED image type,
 references to the source images), and STOW-RS
 stores it in the same study, where viewers (OHIF, 3D Slicer's DICOMweb browser, the PACS's own) show it
@@ -236,7 +236,7 @@ def denoise_series(
 ) -> PacsResult:
     """Pull series ``series_uid`` from the DICOMweb server at ``url``, denoise it, store the derived series back.
 
-    The pulled series goes through the bundle's inference pipeline (:func:`~ldct_clip.ct.workflows.denoise_cases`,
+    The pulled series goes through the bundle's inference pipeline (:func:`~ldct_clip.workflows.denoise_cases`,
     the components of ``inference.json``), as any other door's input does.
 
     Args:
@@ -260,7 +260,7 @@ def denoise_series(
     """
     import pydicom
 
-    from ldct_clip.ct.workflows import denoise_cases
+    from ldct_clip.workflows import denoise_cases
 
     say = progress or (lambda text: log.info(text))
     seconds: dict[str, float] = {}

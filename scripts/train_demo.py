@@ -245,7 +245,8 @@ def stage_train(args: argparse.Namespace) -> None:
     if scaled:  # a content bank: the noise SD is drawn per crop from --noise-sd
         from ldct_clip.simulation.training_bank import ContentCrops
 
-        data = ContentCrops(files, args.crop, tuple(args.noise_sd), seed=args.seed + 1)
+        data = ContentCrops(files, args.crop, tuple(args.noise_sd), seed=args.seed + 1,
+                            target_sd=tuple(args.target_noise_sd) if args.target_noise_sd else None)
     else:
         data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=0)
@@ -446,6 +447,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--bank", nargs="+", default=["bank"], help="bank folders under --workdir (mixed by case count)")
     t.add_argument("--noise-sd", type=float, nargs=2, default=[10.0, 150.0],
                    help="content banks: noise SD range (HU), drawn log-uniformly per crop")
+    t.add_argument("--target-noise-sd", type=float, nargs=2, default=None,
+                   help="content banks: train towards normal-dose images with this noise SD range (HU) instead of "
+                        "the noise-free slice (ContentCrops target_sd)")
     t.add_argument("--encoder-from", default=None,
                    help="load the trunk (encoder and 1->3 adapter) from this checkpoint; with --encoder frozen it stays fixed")
     t.set_defaults(func=stage_train)

@@ -148,3 +148,27 @@ def test_train_demo_on_content_banks_resumes(tmp_path):
     assert wall["iteration"] == 2
     settings = json.loads((tmp_path / "runs" / "r" / "settings.json").read_text())
     assert settings["bank_cases"] == 2 and settings["noise_sd"] == [10.0, 150.0]
+
+
+def test_content_crops_towards_normal_dose(tmp_path):
+    """target_sd: the label keeps normal-dose noise, and the input adds independent extra noise on top of it."""
+    case = make_content_case(1, "textured")
+    case["clean"] = np.full_like(case["clean"], 40)  # flat water-like slice: what is not 40 HU is noise
+    path = tmp_path / "case00000.npz"
+    np.savez(path, **case)
+    items = iter(ContentCrops([str(path)], crop=64, noise_sd=(60.0, 60.0), seed=1, target_sd=(20.0, 20.0)))
+    label_sd, extra_sd, corr = [], [], []
+    for _ in range(30):
+        item = next(items)
+        label = item["label"].numpy()[0] * 4096.0 - 1024.0 - 40.0
+        extra = item["image"].numpy()[0] * 4096.0 - 1024.0 - 40.0 - label
+        label_sd.append(label.std())
+        extra_sd.append(extra.std())
+        corr.append(abs(np.corrcoef(label.ravel(), extra.ravel())[0, 1]))
+    # unit noise has SD 1 over the slice's tissue, varying in space: medians near 20 and sqrt(60^2 - 20^2) = 56.6
+    assert 14 < np.median(label_sd) < 27
+    assert 40 < np.median(extra_sd) < 75
+    assert abs(np.median(extra_sd) / np.median(label_sd) - 56.6 / 20) < 0.3
+    assert np.median(corr) < 0.15  # independent realisations
+    plain = next(iter(ContentCrops([str(path)], crop=64, noise_sd=(60.0, 60.0), seed=1)))
+    assert np.allclose(plain["label"].numpy() * 4096.0 - 1024.0, 40.0, atol=0.01)  # default: noise-free label

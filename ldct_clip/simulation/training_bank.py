@@ -85,13 +85,24 @@ class ContentCrops(torch.utils.data.IterableDataset):
 
     Each crop's noise is its slice's unit noise times an SD drawn log-uniformly from ``noise_sd`` (HU); random
     flips and 90-degree rotations; the network input is clipped to the [-1024, 3072] window as at inference.
+
+    ``target_sd=None``: the label is the noise-free slice.  ``target_sd=(lo, hi)``: the label is a *normal-dose*
+    image, the clean slice plus normal-dose noise of an SD drawn log-uniformly from ``target_sd`` (at most 0.95 of
+    the input's), and the input is that same image plus the independent extra noise of the lower dose, as in real
+    low-/normal-dose pairs (whose low-dose scan contains the normal-dose noise) and in the validation on real
+    slices.  The network then learns to remove the extra noise only, keeping a normal-dose noise texture.  The
+    extra noise is the slice's unit noise turned by 180 degrees about the slice's centre (parallel-beam FBP noise
+    keeps its texture under that turn; its variance map is the point reflection's, close for a body that is
+    roughly point-symmetric): an independent realisation at no extra simulation cost.
     Crops that are nearly all air are redrawn (up to 4 times).  Items: ``{"image": (1, crop, crop),
     "label": (1, crop, crop)}`` float32.
     """
 
-    def __init__(self, files: list[str], crop: int, noise_sd: tuple[float, float] = (10.0, 150.0), seed: int = 0) -> None:
+    def __init__(self, files: list[str], crop: int, noise_sd: tuple[float, float] = (10.0, 150.0), seed: int = 0,
+                 target_sd: tuple[float, float] | None = None) -> None:
         self.crop, self.seed = int(crop), int(seed)
         self.log_sd = (math.log(noise_sd[0]), math.log(noise_sd[1]))
+        self.log_target = None if target_sd is None else (math.log(target_sd[0]), math.log(target_sd[1]))
         self.clean, self.noise = [], []
         for f in files:
             with np.load(f) as z:
@@ -116,7 +127,14 @@ class ContentCrops(torch.utils.data.IterableDataset):
                     break
             c = c.astype(np.float32)
             sd = math.exp(rng.uniform(*self.log_sd))
-            n = c + sd * u0[i:i + self.crop, j:j + self.crop].astype(np.float32)
+            u = u0[i:i + self.crop, j:j + self.crop].astype(np.float32)
+            if self.log_target is None:
+                n = c + sd * u
+            else:
+                sd_nd = min(math.exp(rng.uniform(*self.log_target)), 0.95 * sd)
+                extra = u0[::-1, ::-1][i:i + self.crop, j:j + self.crop].astype(np.float32)
+                c = c + sd_nd * u
+                n = c + math.sqrt(sd * sd - sd_nd * sd_nd) * extra
             rot, flip = int(rng.integers(4)), int(rng.integers(4))
             pair = []
             for a in (n, c):

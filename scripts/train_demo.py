@@ -344,9 +344,29 @@ def stage_export(args: argparse.Namespace) -> None:
     save_checkpoint(model, dest)
     settings = json.loads((src / "settings.json").read_text())
     wall = json.loads((src / "wall_seconds.json").read_text())
-    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
+    banks = settings.get("bank", ["bank"])
+    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / banks[0] / "case*[0-9].npz")))
     ids = ids[: settings["max_cases"]] if settings.get("max_cases") else ids
     missing = sorted(set(range(ids[-1] + 1)) - set(ids)) if ids else []
+    content_data = None
+    if settings.get("noise_sd") and banks != ["bank"]:  # content banks (ldct_clip.simulation.training_bank)
+        counts = {}
+        for b in banks:
+            files = sorted(glob.glob(str(args.workdir / b / "case*[0-9].npz")))
+            files = files[: settings["max_cases"]] if settings.get("max_cases") else files
+            with np.load(files[0]) as z:
+                counts[str(z["content"])] = len(files)
+        target = settings.get("target_noise_sd")
+        content_data = (
+            f"{settings['bank_cases']} single-slice cases of ldct_clip.simulation.training_bank.make_content_case "
+            f"(case i of each content, i = 0..n-1): {counts} (phantom: the procedural regions; textured: "
+            "ldct_clip.simulation.textured_phantom bodies of 15-45 cm; natural: photographs bundled with scikit-image, "
+            "ldct_clip.simulation.natural_content, mapped to HU); 192-320 px of 0.3-1 mm, FBP filters "
+            "ramp/shepp-logan/cosine/hamming/hann with the matching resolution blur, flux 5e4-1e6; projection-domain "
+            f"noise (simulate_low_dose, Poisson) rescaled per crop to an SD of {settings['noise_sd']} HU (log-uniform); "
+            + (f"target: the normal-dose image (noise SD {target} HU, the input adding independent extra noise)"
+               if target else "target: the noise-free slice")
+            + ". No real CT (pydicom / pydicom-data) was used.")
     provenance = {
         "name": "demo",
         "label": DEMO_LABEL,
@@ -360,7 +380,7 @@ def stage_export(args: argparse.Namespace) -> None:
         "training": {
             "commands": args.commands or [],
             "script": "scripts/train_demo.py",
-            "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.simulation.phantom.make_phantom, seeds "
+            "data": content_data or (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.simulation.phantom.make_phantom, seeds "
                      f"0..{ids[-1]}{' except ' + str(missing) if missing else ''}, regions {REGION_NAMES} in turn, "
                      "2 slices each, 192-320 px, "
                      "pixel spacing 0.75-1.3 x the region's field of view / size, slice thickness 1-5 mm); "
@@ -370,7 +390,8 @@ def stage_export(args: argparse.Namespace) -> None:
                         f" (i.i.d. Gaussian {settings['sigma']}/255)")
                      + "; target: the noise-free phantom. No real CT (pydicom / pydicom-data) was used."),
             "seeds": {"network": settings["seed"], "crops": settings["seed"] + 1, "mixup": settings["seed"] + 2,
-                      "bank": "case i uses phantom seed i and noise seed i"},
+                      "bank": ("case i of content c: numpy default_rng([i, index of c in CONTENTS, 20261206]) for "
+                               "everything" if content_data else "case i uses phantom seed i and noise seed i")},
             "iterations": wall["iteration"],
             "batch": settings["batch"], "crop": settings["crop"], "lr": settings["lr"],
             "recipe": "L1, AdamW (wd 1e-4), cosine to 1e-6, mixup Beta(1.2,1.2) p=0.5, grad-norm clip 0.01, "

@@ -2,7 +2,8 @@
 
 A case is one noise-free slice (:data:`CONTENTS`: the procedural phantoms, the textured bodies or natural
 images mapped to HU) at a random pixel size (0.3-1 mm), reconstruction kernel (FBP filter from sharp ``ramp`` to
-smooth ``hann``; the clean slice is blurred to the matching resolution) and photon flux (5e4-1e6), and its
+smooth ``hann``; in 70 % of cases the clean slice is blurred to the matching resolution, the others keep sharp
+edges) and photon flux (5e4-1e6), and its
 projection-domain noise (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson statistics, full dose),
 stored *normalised to unit SD* inside the body.  Quantum noise scales as ``1 / sqrt(dose)``, so the crop stream
 (:class:`ContentCrops`) rescales each slice's noise to an SD drawn log-uniformly from ``noise_sd`` (default
@@ -64,7 +65,10 @@ def make_content_case(index: int, content: str, seed: int = 20261206) -> dict[st
     filt = str(rng.choice(list(FILTER_BLUR_PX)))
     flux = float(math.exp(rng.uniform(math.log(5e4), math.log(1e6))))
     clean, info = _clean_slice(content, n, px, rng, index)
-    clean = ndimage.gaussian_filter(clean, FILTER_BLUR_PX[filt] * rng.uniform(0.8, 1.25)).astype(np.float32)
+    # 70 %: blurred to the kernel's resolution, as real slices; 30 %: the content's own partial-volume edges, as the
+    # phantoms of the benchmarks (a model that never sees a sharp edge learns to soften every edge)
+    blur = FILTER_BLUR_PX[filt] * rng.uniform(0.8, 1.25) if rng.random() < 0.7 else 0.0
+    clean = (ndimage.gaussian_filter(clean, blur) if blur > 0 else clean).astype(np.float32)
     noisy = simulate_low_dose(clean, 1.0, noise_model="poisson", incident_flux=flux, pixel_size_mm=px,
                               filter_name=filt, seed=int(rng.integers(2**31)))
     noise = noisy - clean

@@ -341,8 +341,21 @@ def stage_export(args: argparse.Namespace) -> None:
     src = run_dir(args)
     model = load_checkpoint(src / "final.pt")
     dest = Path(args.out)
-    save_checkpoint(model, dest)
+    prov = dest.with_suffix(".json")
+    old = json.loads(prov.read_text()) if prov.exists() else {}  # read before the weights it describes are replaced
     settings = json.loads((src / "settings.json").read_text())
+    init_from = Path(settings["init_from"]) if settings.get("init_from") else None
+    init_prov = None
+    if init_from is not None and not (init_from.parent / "wall_seconds.json").exists():
+        # continued from shipped weights (not a run of this workdir): their provenance file describes them
+        init_json = init_from.with_suffix(".json")
+        if init_from.resolve() == dest.resolve() or not init_json.exists():
+            init_prov = old if init_from.resolve() == dest.resolve() else None
+        else:
+            init_prov = json.loads(init_json.read_text())
+        if init_prov is None:
+            raise SystemExit(f"{init_from}: no run folder and no provenance JSON next to it")
+    save_checkpoint(model, dest)
     wall = json.loads((src / "wall_seconds.json").read_text())
     banks = settings.get("bank", ["bank"])
     ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / banks[0] / "case*[0-9].npz")))
@@ -361,8 +374,9 @@ def stage_export(args: argparse.Namespace) -> None:
             f"{settings['bank_cases']} single-slice cases of ldct_clip.simulation.training_bank.make_content_case "
             f"(case i of each content, i = 0..n-1): {counts} (phantom: the procedural regions; textured: "
             "ldct_clip.simulation.textured_phantom bodies of 15-45 cm; natural: photographs bundled with scikit-image, "
-            "ldct_clip.simulation.natural_content, mapped to HU); 192-320 px of 0.3-1 mm, FBP filters "
-            "ramp/shepp-logan/cosine/hamming/hann with the matching resolution blur, flux 5e4-1e6; projection-domain "
+            "ldct_clip.simulation.natural_content, mapped to HU); 192-320 px of 0.3-2 mm (log-uniform), FBP filters "
+            "ramp/shepp-logan/cosine/hamming/hann with the matching resolution blur in 70 % of cases (sharp edges in the "
+            "others), flux 5e4-1e6; projection-domain "
             f"noise (simulate_low_dose, Poisson) rescaled per crop to an SD of {settings['noise_sd']} HU (log-uniform); "
             + (f"target: the normal-dose image (noise SD {target} HU, the input adding independent extra noise)"
                if target else "target: the noise-free slice")
@@ -404,7 +418,16 @@ def stage_export(args: argparse.Namespace) -> None:
         "validation": json.loads((src / "eval.json").read_text()) if (src / "eval.json").exists() else None,
         "benchmark": None,
     }
-    if settings.get("init_from"):
+    if init_prov is not None:
+        t = init_prov["training"]
+        before_it = t.get("total_iterations", t["iterations"])
+        before_s = t.get("total_wall_seconds", t["wall_seconds"])
+        provenance["training"]["continued_from"] = {
+            "weights": str(init_from.name), "sha256": init_prov["sha256"], "iterations": before_it,
+            "wall_seconds": before_s, "training": t}
+        provenance["training"]["total_iterations"] = before_it + wall["iteration"]
+        provenance["training"]["total_wall_seconds"] = round(before_s + wall["seconds"], 1)
+    elif settings.get("init_from"):
         # a continuation: record the run it started from, and the total of both
         parent = Path(settings["init_from"]).parent
         pw = json.loads((parent / "wall_seconds.json").read_text())
@@ -416,8 +439,10 @@ def stage_export(args: argparse.Namespace) -> None:
         provenance["training"]["total_wall_seconds"] = round(pw["seconds"] + wall["seconds"], 1)
     if args.pilots:
         provenance["encoder_comparison"] = json.loads(Path(args.pilots).read_text())
-    prov = dest.with_suffix(".json")
-    old = json.loads(prov.read_text()) if prov.exists() else {}
+    elif old.get("encoder_comparison"):
+        provenance["encoder_comparison"] = old["encoder_comparison"]  # the lineage's earlier comparison
+    if args.real_ct_pilots:
+        provenance["real_ct_pilots"] = json.loads(Path(args.real_ct_pilots).read_text())
     provenance["benchmark"] = old.get("benchmark")  # written by scripts/benchmark_quality.py --provenance
     prov.write_text(json.dumps(provenance, indent=2) + "\n")
     print(f"wrote {dest} ({DEMO_LABEL}; {dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
@@ -486,6 +511,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     x.add_argument("--out", default=str(ROOT / "ldct_clip" / "pretrained" / "demo_ct.pt"))
     x.add_argument("--pilots", default=None, help="JSON of the frozen/trained encoder comparison to record")
     x.add_argument("--commands", nargs="*", default=None, help="the commands that made the run, for provenance")
+    x.add_argument("--real-ct-pilots", default=None,
+                   help="JSON of the pilots scored on the real validation slices (scripts/score_real_ct.py), to record")
     x.set_defaults(func=stage_export)
     return p.parse_args(argv)
 

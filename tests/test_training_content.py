@@ -166,8 +166,8 @@ def test_content_crops_towards_normal_dose(tmp_path):
         extra_sd.append(extra.std())
         corr.append(abs(np.corrcoef(label.ravel(), extra.ravel())[0, 1]))
     # unit noise has SD 1 over the slice's tissue, varying in space: medians near 20 and sqrt(60^2 - 20^2) = 56.6
-    assert 14 < np.median(label_sd) < 27
-    assert 40 < np.median(extra_sd) < 75
+    assert 10 < np.median(label_sd) < 30
+    assert 30 < np.median(extra_sd) < 85
     assert abs(np.median(extra_sd) / np.median(label_sd) - 56.6 / 20) < 0.3
     assert np.median(corr) < 0.15  # independent realisations
     plain = next(iter(ContentCrops([str(path)], crop=64, noise_sd=(60.0, 60.0), seed=1)))

@@ -30,13 +30,15 @@ for p in (ROOT, ROOT / "scripts"):
 import validate_real_ct as vr  # noqa: E402
 
 
-def cached_inputs(cache: Path, doses: tuple[float, ...], realisations: int) -> list[dict]:
+def cached_inputs(cache: Path, doses: tuple[float, ...], realisations: int,
+                  slices: tuple[str, ...] = tuple(vr.SLICES)) -> list[dict]:
     """``[{"slice", "dose", "realisation", "low", "ref"}]``: the validation inputs, simulated once into ``cache``."""
     from ldct_clip.simulation.low_dose import simulate_low_dose
 
     cache.mkdir(parents=True, exist_ok=True)
     items = []
-    for file_name, name in vr.SLICES.items():
+    for file_name in slices:
+        name = vr.SLICES[file_name]
         hu = px = cal = None
         for dose in doses:
             base = vr.SEED + 100 * round(100 * dose)
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, required=True, help="folder of the cached low-dose inputs")
     p.add_argument("--doses", type=float, nargs="+", default=list(vr.DOSES))
     p.add_argument("--realisations", type=int, default=2)
+    p.add_argument("--slices", nargs="+", default=list(vr.SLICES), choices=list(vr.SLICES))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="append {weights: scores} to this JSON file")
     args = p.parse_args(argv)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from ldct_clip.weights import resolve_weights
 
     torch.set_num_threads(args.threads)
-    items = cached_inputs(args.cache, tuple(args.doses), args.realisations)
+    items = cached_inputs(args.cache, tuple(args.doses), args.realisations, tuple(args.slices))
     table = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
     for w in args.weights:
         t0 = time.monotonic()

@@ -172,3 +172,21 @@ def test_content_crops_towards_normal_dose(tmp_path):
     assert np.median(corr) < 0.15  # independent realisations
     plain = next(iter(ContentCrops([str(path)], crop=64, noise_sd=(60.0, 60.0), seed=1)))
     assert np.allclose(plain["label"].numpy() * 4096.0 - 1024.0, 40.0, atol=0.01)  # default: noise-free label
+
+
+def test_score_real_ct_caches_inputs_and_scores(tmp_path):
+    """The fast model-selection score: inputs simulated once into the cache, the demo weights scored on them."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "score_real_ct.py"), "demo", "--cache", str(tmp_path / "c"),
+           "--slices", "CT_small.dcm", "--doses", "0.5", "--realisations", "1", "--json", str(tmp_path / "s.json")]
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    cached = tmp_path / "c" / "ct_small_d050_r0.npz"
+    stamp = cached.stat().st_mtime_ns
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    assert cached.stat().st_mtime_ns == stamp  # reused, not simulated again
+    with np.load(cached) as z:
+        assert z["low"].shape == z["ref"].shape == (128, 128) and 15 < (z["low"] - z["ref"]).std() < 40
+    scores = json.loads((tmp_path / "s.json").read_text())["demo"]
+    assert 20 < scores["ct_small@0.50/psnr"] < 40 and 0.5 < scores["ct_small@0.50/ssim"] <= 1
+    assert scores["mean/psnr"] == scores["ct_small@0.50/psnr"]
+    assert scores["phantom_gain_db"] >= 2.0  # the shipped weights pass the CI's phantom check

@@ -68,8 +68,9 @@ def _random_ellipse(shape, rng, inside: np.ndarray, size_px: tuple[float, float]
     return ellipse_mask(shape, (cx, cy), axes, rng.uniform(0, math.pi), 0.15, rng) * inside
 
 
-def _bone(shape, rng, px, inside) -> np.ndarray:
-    """Cortical shell (800-1500 HU, 1-3 mm) around cancellous bone (marrow 0-60 HU plus trabeculae)."""
+def _bone(shape, rng, px, inside) -> tuple[np.ndarray, np.ndarray]:
+    """``(mask, HU)`` of a bone: cortical shell (800-1500 HU, 1-3 mm) around cancellous bone (marrow 0-60 HU plus
+    trabeculae)."""
     outer = _random_ellipse(shape, rng, inside, (8.0 / px, 25.0 / px))
     if outer.max() == 0:
         return outer, outer

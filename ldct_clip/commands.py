@@ -36,15 +36,9 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
 
 def given(args: argparse.Namespace, ids: tuple[str, ...]) -> dict[str, Any]:
-    """``{id: value}`` of the options in ``ids`` that were given (an option not given is ``None``: absent here, so
-    the config's default holds). Tuples from ``nargs`` become lists, as the configs write them."""
-    out = {}
-    for key in ids:
-        value = getattr(args, key, None)
-        if value is not None:
-            out[key] = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, (list, tuple)) \
-                else value
-    return out
+    """``{id: value}`` of the options in ``ids`` that were given: an option not given is ``None``, absent here, so
+    the config's default holds."""
+    return {key: value for key in ids if (value := getattr(args, key, None)) is not None}
 
 
 def quiet(args: argparse.Namespace) -> bool:

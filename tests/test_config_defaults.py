@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+import pytest
 
 from conftest import denoise
 from ct_factory import phantom_hu, write_ct_series
@@ -73,6 +74,21 @@ def test_denoise_follows_the_configs_defaults_and_given_options_win(tmp_path, ti
     # the option given on the command line wins over the copy's default; the other edit still holds
     np.testing.assert_array_equal(given, shipped)
     assert given_dcm.SeriesDescription.endswith("[edited default]")
+
+
+@pytest.mark.parametrize("argv", [["denoise", "IN", "OUT"], ["evaluate", "OUT"], ["iq"],
+                                  ["pacs", "denoise", "--url", "http://127.0.0.1:1/dicom-web", "--series", "1.2"]])
+def test_options_not_given_are_not_overrides(argv):
+    # every subcommand that runs a bundle config: a bare command line overrides none of the config's settings
+    from ldct_clip.cli import build_parser
+    from ldct_clip.commands import EVALUATE_IDS, given, inference_overrides
+
+    args = build_parser().parse_args(argv)
+    assert inference_overrides(args) == {"checkpoint_option": "--checkpoint"}  # how messages name the option
+    assert given(args, (*EVALUATE_IDS, "write_dicom", "shard", "skip_complete")) == {}
+    given_args = build_parser().parse_args([*argv, "--hu-max", "1000", "--no-channels-last", "-q"])
+    assert inference_overrides(given_args) == {"checkpoint_option": "--checkpoint", "hu_max": 1000.0,
+                                               "channels_last": False, "progress": False}
 
 
 def test_help_shows_the_configs_default_without_overriding_it():

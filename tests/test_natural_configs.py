@@ -20,12 +20,12 @@ from ldct_clip.bundle import run_config
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
 from ldct_clip.rgb.folders import find_images, output_names
-from ldct_clip.rgb.io import read_rgb, to_uint8, write_png
-from ldct_clip.rgb.metrics import psnr_8bit, ssim_8bit
+from ldct_clip.rgb.io import read_rgb, write_png
+from ldct_clip.metrics.rgb import psnr_8bit, ssim_8bit, to_uint8
 from ldct_clip.rgb.pairs import find_pairs
 from ldct_clip.rgb.datasets import NoisyImageSet, noise_seed
 from ldct_clip.rgb.evaluation import RGBEvaluationHandler
-from ldct_clip.rgb.training import RGBImageQualityMetric
+from ldct_clip.metrics.cumulative import RGBImageQualityMetric
 from ldct_clip.rgb.noise import NOISE_SUITE, noise_suite_settings
 from test_bundle import monai_bundle
 from tolerances import assert_rounded_close, assert_text_matches

@@ -171,4 +171,3 @@ def trainable_parameter_names(network: torch.nn.Module, optimizer: torch.optim.O
     """Names of ``network``'s parameters that ``optimizer`` updates (a check that the encoder stays frozen)."""
     owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
     return [n for n, p in network.named_parameters() if id(p) in owned]
-

@@ -52,8 +52,9 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_to_dst_type, ensure_tuple, ensure_tuple_rep
+from monai.utils import convert_to_dst_type, deprecated, ensure_tuple, ensure_tuple_rep
 
+from ldct_clip import __version__
 from ldct_clip.errors import InputError
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "noise_suite_settings",
     "add_noise",
     "quantize_8bit",
+    "RandNaturalNoise",
+    "RandNaturalNoised",
     "AddNaturalNoise",
     "AddNaturalNoised",
 ]
@@ -272,7 +275,7 @@ def _clone(img: Any) -> Any:
     raise InputError(f"cannot copy an image of type {type(img).__name__}: expected a numpy array or a torch tensor.")
 
 
-class AddNaturalNoise(RandomizableTransform):
+class RandNaturalNoise(RandomizableTransform):
     """Add synthetic natural-image noise to a float [0, 1] image of shape (C, H, W) (any (..., H, W)).
 
     Wraps :func:`add_noise`.  Each call draws, from the transform's own random state ``self.R``,
@@ -369,14 +372,14 @@ class RandNoised(RandomizableTransform, MapTransform):
         return d
 
 
-class AddNaturalNoised(RandNoised):
-    """Dictionary version of :class:`AddNaturalNoise`.
+class RandNaturalNoised(RandNoised):
+    """Dictionary version of :class:`RandNaturalNoise`.
 
     The same random draw (level and noise field) is used for every key of one call.
 
     Args:
         keys: keys of the images to corrupt, e.g. ``["image"]``.
-        noise, level, prob, clip, quantize: as in :class:`AddNaturalNoise`.
+        noise, level, prob, clip, quantize: as in :class:`RandNaturalNoise`.
         target_key: if given, a copy of each clean image is stored under this key before the noise is
             added (one target key per key, or a single one when ``keys`` has one key), e.g.
             ``keys=["image"], target_key="label"`` makes a denoising training pair.  The target is
@@ -396,9 +399,19 @@ class AddNaturalNoised(RandNoised):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
-            keys, AddNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize), prob,
+            keys, RandNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize), prob,
             target_key, allow_missing_keys,
         )
+
+
+@deprecated(since="0.1.0", removed="0.2.0", msg_suffix="Use RandNaturalNoise.", version_val=__version__)
+class AddNaturalNoise(RandNaturalNoise):
+    """Deprecated name of :class:`RandNaturalNoise` (MONAI names random transforms ``Rand...``)."""
+
+
+@deprecated(since="0.1.0", removed="0.2.0", msg_suffix="Use RandNaturalNoised.", version_val=__version__)
+class AddNaturalNoised(RandNaturalNoised):
+    """Deprecated name of :class:`RandNaturalNoised` (MONAI names random transforms ``Rand...``)."""
 
 
 def _target_keys(keys: tuple[Hashable, ...], target_key: Any) -> tuple[Hashable | None, ...]:

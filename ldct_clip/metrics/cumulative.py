@@ -61,7 +61,8 @@ class CTImageQualityMetric(MeanImageMetric):
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if y is None or y_pred.shape != y.shape:
-            raise ValueError(f"y_pred and y must have the same shape, got {tuple(y_pred.shape)} and {None if y is None else tuple(y.shape)}")
+            raise ValueError(f"y_pred and y must have the same shape, got {tuple(y_pred.shape)} and "
+                             f"{None if y is None else tuple(y.shape)}")
         if y_pred.ndim not in (4, 5) or y_pred.shape[1] != 1:
             raise ValueError(f"expected (B, 1, X, Y[, Z]) HU tensors, got {tuple(y_pred.shape)}")
         pred = y_pred.detach().float().cpu().numpy()
@@ -78,8 +79,8 @@ class CTImageQualityMetric(MeanImageMetric):
 
 
 class RGBImageQualityMetric(MeanImageMetric):
-    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit, :func:`~ldct_clip.metrics.rgb.psnr_8bit`,
-    :func:`~ldct_clip.metrics.rgb.ssim_8bit`).
+    """PSNR (dB) or SSIM of RGB images as the evaluation computes them (8-bit,
+    :func:`~ldct_clip.metrics.rgb.psnr_8bit`, :func:`~ldct_clip.metrics.rgb.ssim_8bit`).
 
     ``y_pred`` (the network output) and ``y`` (the clean image): ``(B, C, H, W)`` in [0, 1]; both are clipped and
     rounded to 8 bits. Each call returns ``(B, 1)``; :meth:`aggregate` the mean over everything seen.

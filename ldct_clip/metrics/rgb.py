@@ -1,4 +1,4 @@
-"""The 8-bit metrics of the paper's RGB test scripts, on the one PSNR and SSIM of :mod:`ldct_clip.metrics.image_quality`.
+"""The 8-bit metrics of the paper's RGB test scripts, on the PSNR and SSIM of :mod:`ldct_clip.metrics.image_quality`.
 
 Metrics (:func:`psnr_8bit`, :func:`ssim_8bit`) are those of the paper's test scripts (Restormer's
 ``utils.calculate_psnr`` / ``calculate_ssim``, which reproduce MATLAB): both images 8-bit (:func:`to_uint8`), PSNR

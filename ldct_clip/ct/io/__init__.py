@@ -1,7 +1,7 @@
 """Reading CT cases to HU and writing results back (NIfTI, derived DICOM series).
 
-Floor 1 of the package: nothing here knows about networks or tensors.  Arrays are (X, Y, Z) =
-(columns, rows, slices) float32 HU with a 4x4 voxel -> RAS+ mm affine, as MONAI's ``LoadImage`` gives them.
+Nothing here knows about networks or tensors; of the package it uses only the errors and the atomic writes.
+Arrays are (X, Y, Z) = (columns, rows, slices) float32 HU with a 4x4 voxel -> RAS+ mm affine, as MONAI's ``LoadImage`` gives them.
 """
 
 from ldct_clip.ct.io.cases import Case, find_cases, sanitize_name

@@ -42,7 +42,8 @@ from ldct_clip.rgb.isp import (
     random_isp_params,
     srgb_to_camera,
 )
-from ldct_clip.rgb.noise import ImageLike, RandNoised, SeedLike, _make_rng, _restore, _to_numpy_image, quantize_8bit
+from ldct_clip.rgb.arrays import ImageLike, RandNoised, SeedLike, make_rng, restore, to_numpy_image
+from ldct_clip.rgb.noise import quantize_8bit
 
 __all__ = [
     "RAW_NOISE_MODELS",
@@ -97,13 +98,13 @@ def add_raw_noise(
     sigma_s = _check_sigma("sigma_s", sigma_s)
     sigma_c = _check_sigma("sigma_c", sigma_c)
     noise_model = _check_noise_model(noise_model)
-    x = _to_numpy_image(raw, "raw", min_ndim=1)
-    gen = _make_rng(rng)
+    x = to_numpy_image(raw, "raw", min_ndim=1)
+    gen = make_rng(rng)
     if noise_model == "reference":
         shot, read = gen.standard_normal(x.shape), gen.standard_normal(x.shape)
-        return _restore(np.clip(x + shot * (sigma_s * x) + read * sigma_c, 0.0, 1.0), raw)
+        return restore(np.clip(x + shot * (sigma_s * x) + read * sigma_c, 0.0, 1.0), raw)
     sd = np.sqrt(sigma_s * np.maximum(x, 0.0) + sigma_c**2)
-    return _restore(x + sd * gen.standard_normal(x.shape), raw)
+    return restore(x + sd * gen.standard_normal(x.shape), raw)
 
 
 def _check_range(name: str, rng_: Any) -> tuple[float, float]:
@@ -150,10 +151,10 @@ def synthesize_camera_noise(
     Returns:
         Noisy sRGB image (3, H, W) clipped to [0, 1] (quantised with ``quantize``); same container/dtype as ``rgb``.
     """
-    x = _to_numpy_image(rgb, "rgb")
+    x = to_numpy_image(rgb, "rgb")
     _check_rgb(x, "rgb")
     noise_model = _check_noise_model(noise_model)
-    gen = _make_rng(seed)
+    gen = make_rng(seed)
     if sample:
         lo_s, hi_s = _check_range("sigma_s_range", sigma_s_range)
         lo_c, hi_c = _check_range("sigma_c_range", sigma_c_range)
@@ -167,7 +168,7 @@ def synthesize_camera_noise(
     raw = mosaic(srgb_to_camera(x, p), p.bayer_pattern)
     noisy_raw = add_raw_noise(raw, s_s, s_c, gen, noise_model)
     noisy = _camera_to_srgb(demosaic_malvar(noisy_raw, p.bayer_pattern), p)
-    return _restore(quantize_8bit(noisy) if quantize else noisy, rgb)
+    return restore(quantize_8bit(noisy) if quantize else noisy, rgb)
 
 
 # --------------------------------------------------------------------------------------------------

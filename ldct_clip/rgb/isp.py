@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 
 from ldct_clip.errors import InputError
-from ldct_clip.rgb.noise import ImageLike, SeedLike, _make_rng, _restore, _to_numpy_image
+from ldct_clip.rgb.arrays import ImageLike, SeedLike, make_rng, restore, to_numpy_image
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -129,7 +129,7 @@ def random_isp_params(seed: SeedLike) -> ISPParams:
     non-identity built-ins; R and B gains uniform in [1.5, 2.4] and [1.3, 2.0] (G = 1); Bayer layout
     uniform among :data:`BAYER_PATTERNS`.
     """
-    rng = _make_rng(seed)
+    rng = make_rng(seed)
     gamma: float | str = "srgb" if rng.random() < 0.5 else float(rng.uniform(1.8, 2.6))
     names = [n for n in CAMERA_CCMS if n != "identity"]
     return ISPParams(
@@ -208,20 +208,20 @@ def srgb_to_linear(encoded: np.ndarray, params: ISPParams | None = None) -> np.n
 def srgb_to_camera(rgb: ImageLike, params: ISPParams | None = None) -> ImageLike:
     """Inverse ISP without mosaicing: sRGB (3, H, W) in [0, 1] -> raw camera RGB (3, H, W), not clipped."""
     p = _params(params)
-    x = _to_numpy_image(rgb, "rgb")
+    x = to_numpy_image(rgb, "rgb")
     _check_rgb(x, "rgb")
     lin = srgb_to_linear(x, p)
     cam_wb = np.einsum("ij,jhw->ihw", np.linalg.inv(p.ccm), lin)
     cam = cam_wb / np.asarray(p.wb_gains)[:, None, None]
-    return _restore(cam, rgb)
+    return restore(cam, rgb)
 
 
 def camera_to_srgb(cam: ImageLike, params: ISPParams | None = None) -> ImageLike:
     """Forward ISP without demosaicing: raw camera RGB (3, H, W) -> sRGB (3, H, W) clipped to [0, 1]."""
     p = _params(params)
-    x = _to_numpy_image(cam, "cam")
+    x = to_numpy_image(cam, "cam")
     _check_rgb(x, "cam")
-    return _restore(_camera_to_srgb(x, p), cam)
+    return restore(_camera_to_srgb(x, p), cam)
 
 
 def _camera_to_srgb(cam: np.ndarray, p: ISPParams) -> np.ndarray:
@@ -243,7 +243,7 @@ def mosaic(cam: ImageLike, pattern: str = "RGGB") -> ImageLike:
     """Sample camera RGB (3, H, W) through a Bayer colour-filter array: -> raw (H, W), any H, W >= 1."""
     if pattern not in BAYER_PATTERNS:
         raise InputError(f"bayer pattern must be one of {BAYER_PATTERNS}, got {pattern!r}.")
-    x = _to_numpy_image(cam, "cam")
+    x = to_numpy_image(cam, "cam")
     _check_rgb(x, "cam")
     raw = np.empty(x.shape[1:], dtype=np.float64)
     for i, row in enumerate(_site_colours(pattern)):
@@ -284,7 +284,7 @@ def demosaic_malvar(raw: ImageLike, pattern: str = "RGGB") -> ImageLike:
     """
     if pattern not in BAYER_PATTERNS:
         raise InputError(f"bayer pattern must be one of {BAYER_PATTERNS}, got {pattern!r}.")
-    x = _to_numpy_image(raw, "raw")
+    x = to_numpy_image(raw, "raw")
     if x.ndim != 2:
         raise InputError(f"raw must be a Bayer mosaic of shape (H, W), got {x.shape}.")
     filt = {
@@ -308,7 +308,7 @@ def demosaic_malvar(raw: ImageLike, pattern: str = "RGGB") -> ImageLike:
             else:
                 out[(g,) + sl] = filt["g"][sl]
                 out[(sites[1 - i][1 - j],) + sl] = filt["diag"][sl]
-    return _restore(out, raw)
+    return restore(out, raw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -322,10 +322,10 @@ def srgb_to_raw(rgb: ImageLike, params: ISPParams | None = None) -> ImageLike:
     [0, 1] are clipped (not representable in the tone curve's domain).  Same container/dtype as ``rgb``.
     """
     p = _params(params)
-    x = _to_numpy_image(rgb, "rgb")
+    x = to_numpy_image(rgb, "rgb")
     _check_rgb(x, "rgb")
     cam = srgb_to_camera(x, p)
-    return _restore(mosaic(cam, p.bayer_pattern), rgb)
+    return restore(mosaic(cam, p.bayer_pattern), rgb)
 
 
 def raw_to_srgb(raw: ImageLike, params: ISPParams | None = None) -> ImageLike:
@@ -335,7 +335,7 @@ def raw_to_srgb(raw: ImageLike, params: ISPParams | None = None) -> ImageLike:
     as ``raw``.
     """
     p = _params(params)
-    x = _to_numpy_image(raw, "raw")
+    x = to_numpy_image(raw, "raw")
     if x.ndim != 2:
         raise InputError(f"raw must be a Bayer mosaic of shape (H, W), got {x.shape}.")
-    return _restore(_camera_to_srgb(demosaic_malvar(x, p.bayer_pattern), p), raw)
+    return restore(_camera_to_srgb(demosaic_malvar(x, p.bayer_pattern), p), raw)

@@ -2,7 +2,7 @@
 
 QIDO-RS finds the series (and its study), WADO-RS pulls its instances into a work folder, the bundle's
 inference pipeline (:func:`~ldct_clip.workflows.denoise_cases`: the components of ``inference.json``, as for
-every door) reads, denoises and writes a derived series (:func:`~ldct_clip.ct.io.writers.write_derived_series`:
+every door) reads, denoises and writes a derived series (:func:`~ldct_clip.ct.io.derived_series.write_derived_series`:
 same patient, study and frame of reference, new SeriesInstanceUID and SOPInstanceUIDs, DERIVED image type,
 references to the source images), and STOW-RS
 stores it in the same study, where viewers (OHIF, 3D Slicer's DICOMweb browser, the PACS's own) show it

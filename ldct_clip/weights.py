@@ -39,7 +39,8 @@ __all__ = [
     "sha256sum",
 ]
 
-# Encoder keys that the denoiser never uses (CLIP's layer4 and attention pool).
+#: Keys of CLIP's visual trunk that the denoiser never builds (its layer4 and attention pool), relative to the
+#: trunk; in a denoiser checkpoint they sit under ``encoder.`` (:mod:`ldct_clip.checkpoints` drops them there).
 UNUSED_ENCODER_PREFIXES = ("layer4.", "attnpool.")
 
 
@@ -100,7 +101,7 @@ def derivation(ckpt_path: str | os.PathLike | None) -> str:
     SHA-256 (and label, for shipped weights).
 
     Derived series and instance UIDs are a hash of the source UIDs and this text
-    (:func:`~ldct_clip.ct.io.writers.derived_uid`), so a rerun with the same weights names the same series, and
+    (:func:`~ldct_clip.ct.io.derived_dicom.derived_uid`), so a rerun with the same weights names the same series, and
     results of other weights on the same source are other series (a PACS would otherwise keep only the first).
     """
     path = Path(ckpt_path) if ckpt_path else None

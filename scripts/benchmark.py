@@ -34,7 +34,7 @@ from ldct_clip.metrics import compute_metrics
 from ldct_clip.networks import CLIPDenoiser
 from ldct_clip.simulation.phantom import make_phantom
 from ldct_clip.engine.precision import default_sw_batch_size, prepare_model, resolve_precision
-from ldct_clip.simulation.reference import add_gaussian_noise
+from ldct_clip.simulation.gaussian import add_gaussian_noise
 from ldct_clip.ct.hu import hu_to_unit
 
 SIDE = 512

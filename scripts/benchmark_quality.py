@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from ldct_clip.evaluation.classical import import_bm3d  # noqa: E402
 from ldct_clip.simulation.phantom import REGIONS, make_low_dose_example, make_phantom  # noqa: E402
-from ldct_clip.simulation.reference import simulate_dose_pair  # noqa: E402
+from ldct_clip.simulation.pairs import simulate_dose_pair  # noqa: E402
 from ldct_clip.metrics import compute_metrics, find_uniform_roi  # noqa: E402
 
 TEST_SEED = 9000

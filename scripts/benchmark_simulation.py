@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.simulation.reference import simulate_low_dose
+from ldct_clip.simulation.low_dose import simulate_low_dose
 from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 
 

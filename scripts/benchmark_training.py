@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ldct_clip import bundle_root
-from ldct_clip.ct.io.writers import write_nifti
+from ldct_clip.ct.io.nifti_writer import write_nifti
 from ldct_clip.simulation.phantom import make_phantom
 
 REGIONS = ("abdomen", "chest", "head", "neck")

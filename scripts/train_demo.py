@@ -10,7 +10,7 @@ pydicom-data are never used here.
 Stages (each resumable: finished work is kept in ``--workdir`` and skipped or continued):
 
 ``data``   a bank of (noisy, clean) slice pairs on disk: projection-domain noise
-           (:func:`ldct_clip.simulation.reference.simulate_low_dose`, Poisson + electronic noise, FBP) at a dose drawn
+           (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson + electronic noise, FBP) at a dose drawn
            from ``--dose-range`` (default 10 %-50 % of a 7.5e4-6e5 photon full dose), random FBP filter;
            the target is the noise-free phantom.  ``--shard i/n`` splits the work over processes.
 ``train``  the paper's recipe (:class:`ldct_clip.engine.trainer.DenoisingTrainer`: L1 loss, AdamW 3e-4 / 1e-4,
@@ -73,7 +73,7 @@ def make_case(index: int, dose_range: tuple[float, float], slices: int = 2) -> d
 
     Returns int16 ``clean`` and ``noisy`` arrays ``(Z, X, Y)`` in HU and the case's parameters.
     """
-    from ldct_clip.simulation.reference import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
 
     rng = np.random.default_rng([index, 20240601])
     region = REGION_NAMES[index % len(REGION_NAMES)]
@@ -208,7 +208,9 @@ def stage_train(args: argparse.Namespace) -> None:
     from ignite.handlers import Checkpoint, DiskSaver
     from monai.handlers import LrScheduleHandler
 
-    from ldct_clip.engine.trainer import BatchMixup, DenoisingTrainer, JSONLinesLogger
+    from ldct_clip.engine.mixup import BatchMixup
+    from ldct_clip.engine.trainer import DenoisingTrainer
+    from ldct_clip.handlers.json_lines import JSONLinesLogger
 
     torch.set_num_threads(args.threads)
     out = run_dir(args)

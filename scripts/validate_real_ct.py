@@ -9,7 +9,7 @@ Exactly two real CT slices, for validation and model selection only (never train
 Every other CT image of those packages stays off limits, so that the model is checked on real CT content
 it has not seen.  Each slice is read with pydicom and converted to HU explicitly (``RescaleSlope``,
 ``RescaleIntercept``); the real slice is the reference.  Low dose at 10, 25 and 50 % of the slice's dose is
-simulated with the project's projection-domain simulator (:func:`ldct_clip.simulation.reference.simulate_low_dose`:
+simulated with the project's projection-domain simulator (:func:`ldct_clip.simulation.low_dose.simulate_low_dose`:
 variance-matched noise insertion, 720-view parallel beam, the slice's pixel size, a Hann-windowed FBP filter
 for the soft B30s and STANDARD kernels), ``--realisations`` noise realisations per dose at fixed seeds.  The
 simulator's photon count ``I0`` is calibrated per slice so that its full-dose noise has the SD of the slice's own
@@ -92,7 +92,7 @@ def calibrate_flux(hu: np.ndarray, px: float, filter_name: str = FILTER) -> dict
     (``noise_model="poisson"``, dose 1) realisations.  Quantum noise variance scales as ``1 / I0``: two
     fixed-point steps from ``I0 = 1e5`` (the electronic noise makes it slightly non-linear).
     """
-    from ldct_clip.simulation.reference import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
     from ldct_clip.metrics import find_uniform_roi, noise_sd
 
     roi = find_uniform_roi(hu)
@@ -134,7 +134,7 @@ def validate_slice(name: str, hu: np.ndarray, px: float, model, args: argparse.N
     """Score every method at every dose and realisation on one slice; return the rows and the panel's images."""
     from ldct_clip.evaluation.classical import denoise_bm3d, import_bm3d
     from ldct_clip.evaluation.noise_psd import psd_sd, simulated_noise_psd
-    from ldct_clip.simulation.reference import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
     from ldct_clip.errors import InputError
     from ldct_clip.inference import denoise_volume
 

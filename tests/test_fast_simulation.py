@@ -19,7 +19,8 @@ from ldct_clip.errors import InputError
 from ldct_clip.simulation.fast import _ramp_filter, back_project
 from ldct_clip.metrics import noise_power_spectrum, radial_nps
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.simulation.reference import simulate_dose_pair, simulate_low_dose
+from ldct_clip.simulation.low_dose import simulate_low_dose
+from ldct_clip.simulation.pairs import simulate_dose_pair
 
 N = 128
 PIXEL_MM = 1.5

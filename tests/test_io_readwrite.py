@@ -16,7 +16,7 @@ from ct_factory import DEFAULT_ORIGIN, can_encode, ct_affine, phantom_hu, write_
 from ct_factory import write_nifti as factory_write_nifti
 from pydicom.uid import UID, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-import ldct_clip.ct.io.writers as writers_mod
+import ldct_clip.ct.io.derived_series as series_mod
 from ldct_clip.errors import InputError, LdctClipError
 from ldct_clip.ct.io import (
     Case,
@@ -393,6 +393,34 @@ def test_derived_output_passes_dciodvfy(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ NIfTI / MHA / NRRD
 
 
+@pytest.mark.filterwarnings("ignore:NvImgCodec")
+def test_nifti_voxels_are_monais_and_the_affine_is_the_stored_sform(tmp_path: Path) -> None:
+    """NIfTI voxels come from MONAI's NibabelReader: scaled float data and a sheared affine read as LoadImage reads
+    them.  Where MONAI's header correction swaps an sform that disagrees with pixdim for the qform, the reader
+    keeps the sform, which NIfTI makes authoritative when sform_code > 0 (the reason given in image_files)."""
+    monai_transforms = pytest.importorskip("monai.transforms")
+    sheared = ct_affine((0.7, 0.8, 2.5))
+    sheared[1, 2] = 0.4  # gantry tilt
+    img = nib.Nifti1Image(phantom_hu(SHAPE, seed=12).astype(np.int16), sheared)
+    img.header.set_slope_inter(0.5, -3.0)  # stored values are scaled: MONAI applies scl_slope/scl_inter
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    vol = read_path(tmp_path / "scaled.nii.gz")
+    ref = monai_transforms.LoadImage(reader="NibabelReader", image_only=True, dtype=None)(str(tmp_path / "scaled.nii.gz"))
+    np.testing.assert_array_equal(vol.hu, np.asarray(ref, dtype=np.float32))
+    np.testing.assert_array_equal(vol.affine, np.asarray(ref.affine, dtype=np.float64))
+    np.testing.assert_array_equal(vol.hu, phantom_hu(SHAPE, seed=12).astype(np.int16) * np.float32(0.5) - 3)
+
+    img = nib.Nifti1Image(phantom_hu(SHAPE, seed=13).astype(np.int16), None)
+    img.header.set_qform(np.eye(4), code=1)  # pixdim 1 mm, as the qform says
+    img.header.set_sform(ct_affine((0.7, 0.8, 2.5)), code=1)  # the scanner's geometry
+    nib.save(img, tmp_path / "sform.nii.gz")
+    vol = read_path(tmp_path / "sform.nii.gz")
+    np.testing.assert_allclose(vol.affine, ct_affine((0.7, 0.8, 2.5)), atol=1e-5)  # stored as float32
+    ref = monai_transforms.LoadImage(reader="NibabelReader", image_only=True)(str(tmp_path / "sform.nii.gz"))
+    np.testing.assert_array_equal(vol.hu, np.asarray(ref))
+    assert not np.allclose(np.asarray(ref.affine), vol.affine)  # MONAI took the qform
+
+
 def test_nifti_round_trip_keeps_affine_and_shape(tmp_path: Path) -> None:
     hu = phantom_hu(SHAPE, seed=8, integer=False)
     affine = ct_affine((0.7, 0.8, 2.5))
@@ -629,7 +657,7 @@ def test_non_empty_output_needs_overwrite(tmp_path: Path) -> None:
 def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_ct_series(tmp_path / "in", phantom_hu((32, 32, 5)))
     vol = read_path(tmp_path / "in")
-    real_save, calls = writers_mod._save, []
+    real_save, calls = series_mod._save, []
 
     def flaky_save(ds: pydicom.Dataset, path: Path) -> None:
         calls.append(path)
@@ -638,7 +666,7 @@ def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
             raise OSError(28, "No space left on device", str(path))
         real_save(ds, path)
 
-    monkeypatch.setattr(writers_mod, "_save", flaky_save)
+    monkeypatch.setattr(series_mod, "_save", flaky_save)
     out_root = tmp_path / "results"
     with pytest.raises(InputError, match="No space left"):
         write_derived_series(vol.hu, vol.dicom_headers, out_root / "denoised")
@@ -647,11 +675,11 @@ def test_failed_series_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     assert list(out_root.iterdir()) == []  # no temporary folder either
 
     # An existing result survives a failed overwrite untouched.
-    monkeypatch.setattr(writers_mod, "_save", real_save)
+    monkeypatch.setattr(series_mod, "_save", real_save)
     first = write_derived_series(vol.hu, vol.dicom_headers, out_root / "denoised")
     snapshot = {p.name: p.read_bytes() for p in first}
     calls.clear()
-    monkeypatch.setattr(writers_mod, "_save", flaky_save)
+    monkeypatch.setattr(series_mod, "_save", flaky_save)
     with pytest.raises(InputError):
         write_derived_series(vol.hu + 1, vol.dicom_headers, out_root / "denoised", overwrite=True)
     assert {p.name: p.read_bytes() for p in (out_root / "denoised").iterdir()} == snapshot

@@ -19,7 +19,7 @@ from ldct_clip.checkpoints import network_overrides
 from ldct_clip.ct.io import write_nifti
 from ldct_clip.simulation.iq_phantoms import CCT189_INSERTS, TTF_INSERTS, insert_centre_px, make_cct189, make_ttf_phantom
 from ldct_clip.evaluation.iq_study import IQSettings, run_iq_study
-from ldct_clip.simulation.reference import simulate_low_dose
+from ldct_clip.simulation.low_dose import simulate_low_dose
 from ldct_clip.errors import InputError
 from ldct_clip.metrics.detectability import LCD_COLUMNS, find_inserts
 from ldct_clip.metrics.resolution import task_transfer_function

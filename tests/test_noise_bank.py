@@ -11,12 +11,12 @@ import torch
 import pytest
 
 from ldct_clip.ct.training_data import TrainingSlices
-from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoised
+from ldct_clip.transforms.ct_noise import RandCTNoise, RandCTNoised
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
 from ldct_clip.simulation.noise_bank import build_noise_bank
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.engine.trainer import read_log
+from ldct_clip.handlers.json_lines import read_log
 
 from test_training import CONFIGS, monai_train
 
@@ -88,7 +88,7 @@ def test_bank_noise_is_drawn_per_slice(tmp_path):
         seen.add(j)
     assert seen == set(range(N_REAL))  # every realisation gets used
     with pytest.raises(InputError, match="needs a noise bank"):
-        CTNoise("projection_bank")
+        RandCTNoise("projection_bank")
     with pytest.raises(InputError, match="has no realisations"):
         t({"image": item["label"].copy(), "name": "other", "slice": 0})
 

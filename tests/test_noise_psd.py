@@ -8,7 +8,7 @@ import pytest
 from ldct_clip.evaluation.classical import denoise_bm3d
 from ldct_clip.evaluation.noise_psd import estimate_noise_psd, noise_psd, psd_sd, resize_psd, simulated_noise_psd, white_psd
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.simulation.reference import simulate_low_dose
+from ldct_clip.simulation.low_dose import simulate_low_dose
 from ldct_clip.errors import InputError
 from ldct_clip.metrics import compute_metrics
 

@@ -7,7 +7,9 @@ import pytest
 
 from ldct_clip.errors import InputError
 from ldct_clip.metrics import noise_power_spectrum, radial_nps
-from ldct_clip.simulation.reference import add_gaussian_noise, simulate_dose_pair, simulate_low_dose
+from ldct_clip.simulation.gaussian import add_gaussian_noise
+from ldct_clip.simulation.low_dose import simulate_low_dose
+from ldct_clip.simulation.pairs import simulate_dose_pair
 
 N = 128
 PIXEL_MM = 1.5

@@ -16,7 +16,7 @@ from ldct_clip.bundle import as_flag
 from ldct_clip.errors import InputError
 from ldct_clip.atomic import remove_path, replace_together
 from ldct_clip.ct.io.cases import Case
-from ldct_clip.ct.io.writers import check_output_path, ensure_dir
+from ldct_clip.ct.io.output_paths import check_output_path, ensure_dir
 
 __all__ = ["OUTPUT_KINDS", "CaseOutputs"]
 

@@ -1,7 +1,7 @@
 """Training and validation data for CLIPDenoiser on CT: axial slices in HU (the online training noise is
 :class:`~ldct_clip.transforms.ct_noise.RandCTNoised`).
 
-Two on-disk layouts are read:
+Two on-disk layouts are read (:mod:`ldct_clip.ct.training_layouts` finds and reads them):
 
 ``"volumes"``
     a folder of CT volumes (DICOM series, NIfTI, MHA/NRRD), found with :func:`~ldct_clip.ct.io.find_cases` and
@@ -34,232 +34,40 @@ Both are plain sequences, so they go into ``monai.data.Dataset(data=..., transfo
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ldct_clip.simulation.reference import add_gaussian_noise
+from ldct_clip.ct.hu import DEFAULT_HU_WINDOW, window_from
+from ldct_clip.ct.training_layouts import (
+    DEFAULT_HELD_OUT,
+    DEFAULT_PATIENT_REGEX,
+    INPUT_SUFFIX,
+    TARGET_SUFFIX,
+    Layout,
+    NpyUnits,
+    PatientMatcher,
+    Volume,
+    check_root,
+    check_size,
+    detect_layout,
+    held_out_set,
+    load_npy_slice,
+    pair_volumes,
+    read_volumes,
+    resolve_units,
+    scan_npy,
+)
 from ldct_clip.errors import InputError
-from ldct_clip.ct.hu import DEFAULT_HU_WINDOW, unit_to_hu, window_from
+from ldct_clip.simulation.gaussian import add_gaussian_noise
 
-__all__ = [
-    "DEFAULT_HELD_OUT",
-    "DEFAULT_PATIENT_REGEX",
-    "DosePairSlices",
-    "TrainingSlices",
-    "detect_layout",
-]
+__all__ = ["DosePairSlices", "TrainingSlices"]
 
 log = logging.getLogger("ldct_clip")
 
 #: Patients the paper keeps out of training (Mayo-2016 L506 is its test patient).
-DEFAULT_HELD_OUT: tuple[str, ...] = ("L506",)
-#: Leading letters, digits and dashes of the relative path: ``L067`` from ``L067_12_target.npy``.
-DEFAULT_PATIENT_REGEX = r"^([A-Za-z0-9-]+)"
-
-Layout = Literal["auto", "volumes", "npy"]
-NpyUnits = Literal["auto", "hu", "unit"]
-
-_INPUT_SUFFIX = "_input.npy"
-_TARGET_SUFFIX = "_target.npy"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# discovery helpers
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _natural_key(text: str) -> list[Any]:
-    """Sort ``L067_2`` before ``L067_10``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def _check_root(root: str | Path, what: str) -> Path:
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise InputError(
-            f"{what} {path} is not a folder. Point it to a folder of CT volumes (DICOM/NIfTI) or of "
-            "RED-CNN style *_input.npy / *_target.npy slice files."
-        )
-    return path
-
-
-def detect_layout(root: str | Path, layout: Layout = "auto") -> str:
-    """``"npy"`` if ``root`` holds ``*_target.npy``/``*_input.npy`` files (searched recursively), else ``"volumes"``.
-
-    An explicit ``layout`` (``"volumes"`` or ``"npy"``) is validated and returned.
-    """
-    if layout not in ("auto", "volumes", "npy"):
-        raise InputError(f"layout must be 'auto', 'volumes' or 'npy', got {layout!r}.")
-    if layout != "auto":
-        return layout
-    path = _check_root(root, "data folder")
-    for pattern in ("*" + _TARGET_SUFFIX, "*" + _INPUT_SUFFIX):
-        if next(path.rglob(pattern), None) is not None:
-            return "npy"
-    return "volumes"
-
-
-class _PatientMatcher:
-    """Patient id of a path (relative to the data folder) from a user regex."""
-
-    def __init__(self, pattern: str) -> None:
-        try:
-            self.regex = re.compile(pattern)
-        except re.error as exc:
-            raise InputError(f"patient_regex {pattern!r} is not a valid regular expression ({exc}).") from exc
-        self.pattern = pattern
-
-    def __call__(self, relative: str) -> str:
-        m = self.regex.search(relative)
-        if m is None:
-            raise InputError(
-                f"cannot find a patient id in {relative!r} with patient_regex {self.pattern!r}. "
-                "Give a pattern that matches every file or series path (group 1 or (?P<patient>...) is the id)."
-            )
-        if "patient" in self.regex.groupindex:
-            return m.group("patient")
-        return m.group(1) if self.regex.groups else m.group(0)
-
-
-def _held_out_set(held_out: Iterable[str] | str | None) -> set[str]:
-    if held_out is None:
-        return set()
-    if isinstance(held_out, str):
-        return {held_out}
-    return {str(p) for p in held_out}
-
-
-@dataclass(frozen=True)
-class _NpySlice:
-    """One slice of the npy layout: files of its low-dose (``input``) and normal-dose (``target``) versions."""
-
-    name: str  # relative path without the _input/_target suffix, e.g. "L067_12"
-    patient: str
-    input: Path | None
-    target: Path | None
-
-
-def _scan_npy(root: Path, matcher: _PatientMatcher) -> list[_NpySlice]:
-    """All ``*_input.npy``/``*_target.npy`` slices under ``root``, naturally sorted; unpaired files are an error
-    when both kinds are present (a folder of only ``*_target.npy`` files is a valid normal-dose-only set)."""
-    found: dict[str, dict[str, Path]] = {}
-    for kind, suffix in (("input", _INPUT_SUFFIX), ("target", _TARGET_SUFFIX)):
-        for path in root.rglob("*" + suffix):
-            rel = path.relative_to(root).as_posix()
-            found.setdefault(rel[: -len(suffix)], {})[kind] = path
-    if not found:
-        raise InputError(
-            f"no *{_INPUT_SUFFIX} / *{_TARGET_SUFFIX} slice files under {root}. Use the RED-CNN layout "
-            "(<patient>_<slice>_input.npy beside <patient>_<slice>_target.npy) or a folder of CT volumes."
-        )
-    n_in = sum("input" in v for v in found.values())
-    n_tg = sum("target" in v for v in found.values())
-    if n_in and n_tg:
-        lonely = sorted(k for k, v in found.items() if len(v) == 1)
-        if lonely:
-            examples = ", ".join(lonely[:5]) + (" ..." if len(lonely) > 5 else "")
-            raise InputError(
-                f"{len(lonely)} slice(s) under {root} have only one of {_INPUT_SUFFIX} / {_TARGET_SUFFIX} "
-                f"({examples}). Every <name>{_INPUT_SUFFIX} needs a <name>{_TARGET_SUFFIX} beside it: "
-                "re-run the data preparation or remove the stray files."
-            )
-    return [
-        _NpySlice(name, matcher(name), v.get("input"), v.get("target"))
-        for name, v in sorted(found.items(), key=lambda kv: _natural_key(kv[0]))
-    ]
-
-
-def _npy_is_unit(paths: Sequence[Path]) -> bool:
-    """Guess the units of a set of npy slices from a few of them: all values in [-0.5, 1.5] means ``[0, 1]``."""
-    picks = {paths[0], paths[len(paths) // 2], paths[-1]}
-    for p in picks:
-        a = np.load(p, mmap_mode="r")
-        if float(np.min(a)) < -0.5 or float(np.max(a)) > 1.5:
-            return False
-    return True
-
-
-def _load_npy_slice(path: Path, is_unit: bool, hu_window: tuple[float, float]) -> np.ndarray:
-    """One npy slice as ``(1, X, Y)`` float32 HU (files hold (rows, columns), as a DICOM viewer shows them)."""
-    try:
-        a = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the npy file ({exc}). Re-create or remove it.") from exc
-    if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
-        raise InputError(f"{path}: expected one 2D numeric slice, got an array of shape {a.shape} ({a.dtype}).")
-    a = a.astype(np.float32)
-    if is_unit:
-        a = unit_to_hu(a, *hu_window)
-    return np.ascontiguousarray(a.T)[None]
-
-
-@dataclass
-class _Volume:
-    name: str
-    patient: str
-    relative: str
-    hu: np.ndarray  # (X, Y, Z), int16 or float32
-
-
-def _compact(hu: np.ndarray) -> np.ndarray:
-    """int16 when the HU values are whole numbers in range (halves the memory), else float32."""
-    if hu.size and np.all(np.isfinite(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
-        rounded = np.rint(hu)
-        if np.array_equal(rounded, hu):
-            return rounded.astype(np.int16)
-    return hu.astype(np.float32, copy=False)
-
-
-def _read_volumes(
-    root: Path,
-    matcher: _PatientMatcher,
-    *,
-    held_out: set[str],
-    keep_held_out: bool,
-    select_regex: str | None,
-) -> list[_Volume]:
-    """Read the cases under ``root`` (training: all but ``held_out``; ``keep_held_out``: only those)."""
-    from ldct_clip.ct.io import find_cases, read_case
-
-    try:
-        select = re.compile(select_regex) if select_regex else None
-    except re.error as exc:
-        raise InputError(f"select_regex {select_regex!r} is not a valid regular expression ({exc}).") from exc
-    volumes: list[_Volume] = []
-    for case in find_cases(root):
-        source = case.source
-        try:
-            rel = source.relative_to(root).as_posix()
-        except ValueError:
-            rel = case.name
-        if rel == ".":
-            rel = case.name
-        if select is not None and not select.search(rel):
-            continue
-        patient = matcher(rel)
-        if (patient in held_out) != keep_held_out:
-            continue
-        vol = read_case(case)
-        if vol.hu.ndim != 3:
-            raise InputError(f"{source}: expected a 3D volume (X, Y, Z), got shape {vol.hu.shape}.")
-        log.info("read %s: %s slices of %sx%s", rel, vol.hu.shape[2], vol.hu.shape[0], vol.hu.shape[1])
-        volumes.append(_Volume(case.name, patient, rel, _compact(vol.hu)))
-    return volumes
-
-
-def _check_size(shape: Sequence[int], min_size: int, where: str) -> None:
-    if min_size and min(shape) < min_size:
-        raise InputError(
-            f"{where}: slices of {shape[0]}x{shape[1]} px are smaller than the training crop of {min_size} px. "
-            "Lower crop_size or leave these data out."
-        )
-
-
 # ----------------------------------------------------------------------------------------------------------
 # datasets
 # ----------------------------------------------------------------------------------------------------------
@@ -300,36 +108,36 @@ class TrainingSlices(Sequence):
         slice_stride: int = 1,
         min_size: int = 0,
     ) -> None:
-        self.root = _check_root(root, "training data folder")
+        self.root = check_root(root, "training data folder")
         self.layout = detect_layout(self.root, layout)
         self.hu_window = window_from(hu_window)
         if int(slice_stride) < 1:
             raise InputError(f"slice_stride must be >= 1, got {slice_stride}.")
         stride = int(slice_stride)
-        matcher = _PatientMatcher(patient_regex)
-        held = _held_out_set(held_out)
-        self._npy: list[_NpySlice] = []
-        self._volumes: list[_Volume] = []
+        matcher = PatientMatcher(patient_regex)
+        held = held_out_set(held_out)
+        self._npy: list[NpySlice] = []
+        self._volumes: list[Volume] = []
         self._index: list[tuple[int, int]] = []  # (volume, z) for volumes
         if self.layout == "npy":
-            slices = [s for s in _scan_npy(self.root, matcher) if s.target is not None]
+            slices = [s for s in scan_npy(self.root, matcher) if s.target is not None]
             if not slices:
                 raise InputError(
-                    f"{self.root} has *{_INPUT_SUFFIX} files but no *{_TARGET_SUFFIX} (normal-dose) files; "
+                    f"{self.root} has *{INPUT_SUFFIX} files but no *{TARGET_SUFFIX} (normal-dose) files; "
                     "training needs the normal-dose slices."
                 )
             kept = [s for s in slices if s.patient not in held]
             self.patients = sorted({s.patient for s in kept})
             self._npy = kept[::stride]
             if self._npy:
-                self._is_unit = _resolve_units(npy_units, [s.target for s in self._npy])  # type: ignore[misc]
-                _check_size(np.load(self._npy[0].target, mmap_mode="r").shape, min_size, str(self._npy[0].target))
+                self._is_unit = resolve_units(npy_units, [s.target for s in self._npy])  # type: ignore[misc]
+                check_size(np.load(self._npy[0].target, mmap_mode="r").shape, min_size, str(self._npy[0].target))
         else:
-            self._volumes = _read_volumes(self.root, matcher, held_out=held, keep_held_out=False,
+            self._volumes = read_volumes(self.root, matcher, held_out=held, keep_held_out=False,
                                           select_regex=select_regex)
             self.patients = sorted({v.patient for v in self._volumes})
             for i, v in enumerate(self._volumes):
-                _check_size(v.hu.shape[:2], min_size, v.relative)
+                check_size(v.hu.shape[:2], min_size, v.relative)
                 self._index.extend((i, z) for z in range(0, v.hu.shape[2], stride))
         if len(self) == 0:
             raise InputError(
@@ -349,21 +157,11 @@ class TrainingSlices(Sequence):
             raise IndexError(index)
         if self.layout == "npy":
             s = self._npy[index]
-            label = _load_npy_slice(s.target, self._is_unit, self.hu_window)  # type: ignore[arg-type]
+            label = load_npy_slice(s.target, self._is_unit, self.hu_window)  # type: ignore[arg-type]
             return {"label": label, "name": s.name, "slice": index}
         v, z = self._index[index]
         vol = self._volumes[v]
         return {"label": vol.hu[None, :, :, z].astype(np.float32), "name": vol.name, "slice": z}
-
-
-def _resolve_units(npy_units: str, paths: Sequence[Path]) -> bool:
-    if npy_units not in ("auto", "hu", "unit"):
-        raise InputError(f"npy_units must be 'auto', 'hu' or 'unit', got {npy_units!r}.")
-    if npy_units == "auto":
-        is_unit = _npy_is_unit(paths)
-        log.info("npy slices read as %s", "(HU + 1024) / 4096" if is_unit else "HU")
-        return is_unit
-    return npy_units == "unit"
 
 
 class DosePairSlices(Sequence):
@@ -405,31 +203,31 @@ class DosePairSlices(Sequence):
         max_slices: int | None = None,
         simulated_sigma: float | None = None,
     ) -> None:
-        self.low_root = _check_root(low_dose, "low-dose validation folder")
+        self.low_root = check_root(low_dose, "low-dose validation folder")
         self.simulated_sigma = None
         self.layout = detect_layout(self.low_root, layout)
         self.hu_window = window_from(hu_window)
         if int(slice_stride) < 1:
             raise InputError(f"slice_stride must be >= 1, got {slice_stride}.")
-        matcher = _PatientMatcher(patient_regex)
-        wanted = _held_out_set(patients)
-        self._npy: list[_NpySlice] = []
-        self._pairs: list[tuple[_Volume, _Volume]] = []
+        matcher = PatientMatcher(patient_regex)
+        wanted = held_out_set(patients)
+        self._npy: list[NpySlice] = []
+        self._pairs: list[tuple[Volume, Volume]] = []
         self._index: list[tuple[int, int]] = []
         if self.layout == "npy":
-            slices = [s for s in _scan_npy(self.low_root, matcher) if not wanted or s.patient in wanted]
+            slices = [s for s in scan_npy(self.low_root, matcher) if not wanted or s.patient in wanted]
             slices = [s for s in slices if s.input is not None and s.target is not None]
             if not slices:
                 raise InputError(
-                    f"no *{_INPUT_SUFFIX} / *{_TARGET_SUFFIX} pairs under {self.low_root}"
+                    f"no *{INPUT_SUFFIX} / *{TARGET_SUFFIX} pairs under {self.low_root}"
                     + (f" for patients {sorted(wanted)}" if wanted else "")
                     + ". Validation needs low-dose/normal-dose pairs: check the folder, held_out and patient_regex."
                 )
             self._npy = slices
-            self._is_unit = _resolve_units(npy_units, [s.target for s in slices])  # type: ignore[misc]
+            self._is_unit = resolve_units(npy_units, [s.target for s in slices])  # type: ignore[misc]
             keys = list(range(len(slices)))
         else:
-            one_folder = normal_dose is None or _check_root(normal_dose, "normal-dose validation folder").resolve() \
+            one_folder = normal_dose is None or check_root(normal_dose, "normal-dose validation folder").resolve() \
                 == self.low_root.resolve()
             if one_folder and simulated_sigma is None:
                 raise InputError(
@@ -442,7 +240,7 @@ class DosePairSlices(Sequence):
                 # normal-dose data only (the training folder): validate on its held-out patients with the
                 # training noise, each volume paired with itself and the noise added per slice in __getitem__
                 self.simulated_sigma = float(simulated_sigma)  # type: ignore[arg-type]
-                normal = _read_volumes(self.low_root, matcher, held_out=wanted, keep_held_out=True, select_regex=None)
+                normal = read_volumes(self.low_root, matcher, held_out=wanted, keep_held_out=True, select_regex=None)
                 if not normal:
                     raise InputError(
                         f"no held-out volumes of patients {sorted(wanted)} in {self.low_root} to validate on. Name "
@@ -451,9 +249,9 @@ class DosePairSlices(Sequence):
                 self._pairs = [(v, v) for v in normal]
             else:
                 normal_root = Path(normal_dose)  # type: ignore[arg-type]
-                low = _read_volumes(self.low_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
-                normal = _read_volumes(normal_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
-                self._pairs = _pair_volumes(low, normal, self.low_root, normal_root)
+                low = read_volumes(self.low_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
+                normal = read_volumes(normal_root, matcher, held_out=set(), keep_held_out=False, select_regex=None)
+                self._pairs = pair_volumes(low, normal, self.low_root, normal_root)
             keys = []
             for i, (lo, _) in enumerate(self._pairs):
                 keys.extend(range(len(self._index), len(self._index) + lo.hu.shape[2]))
@@ -476,8 +274,8 @@ class DosePairSlices(Sequence):
         key = self._keys[index]
         if self.layout == "npy":
             s = self._npy[key]
-            image = _load_npy_slice(s.input, self._is_unit, self.hu_window)  # type: ignore[arg-type]
-            label = _load_npy_slice(s.target, self._is_unit, self.hu_window)  # type: ignore[arg-type]
+            image = load_npy_slice(s.input, self._is_unit, self.hu_window)  # type: ignore[arg-type]
+            label = load_npy_slice(s.target, self._is_unit, self.hu_window)  # type: ignore[arg-type]
             if image.shape != label.shape:
                 raise InputError(f"{s.input} and {s.target} differ in shape: {image.shape[1:]} vs {label.shape[1:]}.")
             return {"image": image, "label": label, "name": s.name, "slice": key}
@@ -492,40 +290,3 @@ class DosePairSlices(Sequence):
             "name": lo.name,
             "slice": z,
         }
-
-
-def _pair_volumes(low: list[_Volume], normal: list[_Volume], low_root: Path, normal_root: Path) -> list[tuple[_Volume, _Volume]]:
-    if not low or not normal:
-        empty = low_root if not low else normal_root
-        raise InputError(f"no CT volumes for validation in {empty}. Give folders with matching low/normal-dose cases.")
-    if len(low) == 1 and len(normal) == 1:
-        pairs = [(low[0], normal[0])]
-    else:
-        by_name = {v.name: v for v in normal}
-        missing = [v.name for v in low if v.name not in by_name]
-        extra = sorted(set(by_name) - {v.name for v in low})
-        if missing or extra:
-            raise InputError(
-                f"validation volumes do not pair up by name: low-dose without normal-dose {missing[:5]}, "
-                f"normal-dose without low-dose {extra[:5]} ({low_root} vs {normal_root}). Give both folders the "
-                "same case names."
-            )
-        pairs = [(v, by_name[v.name]) for v in low]
-    for lo, nd in pairs:
-        if lo.hu.shape != nd.hu.shape:
-            raise InputError(
-                f"validation pair {lo.relative} / {nd.relative} differs in shape: {lo.hu.shape} vs {nd.hu.shape}. "
-                "Low-dose and normal-dose volumes must be reconstructed on the same grid."
-            )
-    return pairs
-
-
-# ----------------------------------------------------------------------------------------------------------
-# online training noise
-# ----------------------------------------------------------------------------------------------------------
-
-
-
-
-
-

@@ -1,7 +1,7 @@
 """A simulated task-based image-quality study: CCT189 and TTF/NPS phantoms, several doses, every method.
 
 :func:`run_iq_study` builds the phantoms (:mod:`ldct_clip.simulation.iq_phantoms`), simulates them at each dose with
-the projection-domain simulator (:func:`~ldct_clip.simulation.reference.simulate_low_dose`, Poisson noise on the
+the projection-domain simulator (:func:`~ldct_clip.simulation.low_dose.simulate_low_dose`, Poisson noise on the
 noise-free phantom, ``realisations`` signal-present and as many signal-absent images per dose, and
 ``ttf_realisations`` of the TTF phantom), and runs every method on the same images:
 
@@ -126,23 +126,23 @@ def _lcd_inserts(settings: IQSettings) -> list[Insert]:
 
 def _simulate(settings: IQSettings, progress: bool) -> dict[tuple[str, float], np.ndarray]:
     """``{(kind, dose): (X, Y, N) HU}`` for kind in present, absent, ttf."""
-    from ldct_clip.simulation.reference import simulate_low_dose
+    from ldct_clip.simulation.low_dose import simulate_low_dose
+    from ldct_clip.simulation.protocol import ScanProtocol
 
     phantoms = {
         "present": (make_cct189(settings.size, settings.pixel_size_mm, signal=True), settings.realisations),
         "absent": (make_cct189(settings.size, settings.pixel_size_mm, signal=False), settings.realisations),
         "ttf": (make_ttf_phantom(settings.size, settings.pixel_size_mm), settings.ttf_realisations),
     }
+    scan = ScanProtocol(incident_flux=settings.incident_flux, noise_model="poisson",
+                        pixel_size_mm=settings.pixel_size_mm, filter_name=settings.filter_name)
     stacks = {}
     for d_index, dose in enumerate(settings.doses):
         _say(progress, f"simulating dose {100 * dose:g}%")
         for k_index, (kind, (truth, n)) in enumerate(phantoms.items()):
             volume = np.repeat(truth[:, :, None], n, axis=2)
             stacks[(kind, float(dose))] = simulate_low_dose(
-                volume, float(dose), incident_flux=settings.incident_flux, noise_model="poisson",
-                pixel_size_mm=settings.pixel_size_mm, filter_name=settings.filter_name,
-                seed=settings.seed * 1000 + 10 * d_index + k_index, progress=progress,
-            )
+                volume, float(dose), scan, seed=settings.seed * 1000 + 10 * d_index + k_index, progress=progress)
     return stacks
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ldct_clip.errors import InputError
-from ldct_clip.ct.io.readers import read_case
-from ldct_clip.ct.io.writers import check_output_path, write_nifti
+from ldct_clip.ct.io.nifti_writer import write_nifti
+from ldct_clip.ct.io.output_paths import check_output_path
+from ldct_clip.ct.io.read import read_case
 from ldct_clip.metrics import find_uniform_roi, get_protocol, noise_sd, per_slice_metrics
 from ldct_clip.evaluation.case_figures import case_figures
 from ldct_clip.reporting.progress import SliceProgress, slice_progress

@@ -12,7 +12,7 @@ from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
 from ldct_clip.ct.dataset import CTPairDataset
-from ldct_clip.ct.reader import affine_from_meta, volume_array
+from ldct_clip.ct.io.monai_reader import affine_from_meta, volume_array
 from ldct_clip.evaluation.scoring import DEFAULT_PROTOCOLS, DEFAULT_WINDOWS, EvaluationReport, CaseScorer, check_settings
 from ldct_clip.engine.evaluator import case_names
 

@@ -1,29 +1,35 @@
 """Simulate low-dose cases on disk from normal-dose ones (``ldct-clip simulate``).
 
 Every case :func:`~ldct_clip.ct.io.cases.find_cases` finds under a path gets projection-domain low-dose noise
-(:func:`~ldct_clip.simulation.reference.simulate_low_dose`) or the paper's Gaussian noise
-(:func:`~ldct_clip.simulation.reference.add_gaussian_noise`) and is written as NIfTI (input affine) and, for DICOM
+(:func:`~ldct_clip.simulation.low_dose.simulate_low_dose`) or the paper's Gaussian noise
+(:func:`~ldct_clip.simulation.gaussian.add_gaussian_noise`) and is written as NIfTI (input affine) and, for DICOM
 input, a derived DICOM series. Volumes are ``(X, Y, Z)`` in HU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ldct_clip.errors import InputError
 from ldct_clip.ct.io.cases import find_cases
-from ldct_clip.ct.io.readers import read_case
+from ldct_clip.ct.io.derived_series import write_derived_series
+from ldct_clip.ct.io.nifti_writer import write_nifti
+from ldct_clip.ct.io.output_paths import check_output_path
+from ldct_clip.ct.io.read import read_case
 from ldct_clip.ct.io.volume import CTVolume
-from ldct_clip.ct.io.writers import check_output_path, write_derived_series, write_nifti
 from ldct_clip.reporting.progress import slice_progress
-from ldct_clip.simulation.reference import add_gaussian_noise, simulate_low_dose
+from ldct_clip.simulation.gaussian import add_gaussian_noise
+from ldct_clip.simulation.low_dose import simulate_low_dose
+from ldct_clip.simulation.protocol import ScanProtocol
 
 __all__ = ["SimulationResult", "simulate_case"]
 
@@ -73,16 +79,12 @@ def simulate_case(
     output_dir: str | os.PathLike,
     *,
     dose_fraction: float = 0.25,
-    geometry: str = "parallel",
-    incident_flux: float = 1e5,
-    electronic_noise_var: float = 10.0,
-    noise_model: str = "variance_matched",
-    num_views: int | None = None,
-    filter_name: str = "ramp",
+    protocol: ScanProtocol | None = None,
     gaussian_sigma_255: float | None = None,
     seed: int | None = None,
     write_dicom: bool = True,
     progress: bool | Callable[[str, int, int], None] | None = None,
+    **fields: Any,
 ) -> list[SimulationResult]:
     """Simulate a low-dose scan of every case under ``input_path`` and write it to ``output_dir``.
 
@@ -96,8 +98,9 @@ def simulate_case(
             normal-dose scans.
         output_dir: destination; must not be (inside) an input.  Earlier results of the same cases are replaced.
         dose_fraction: simulated dose relative to the input's, in (0, 1].
-        geometry, incident_flux, electronic_noise_var, noise_model, num_views, filter_name: see
-            :func:`~ldct_clip.simulation.reference.simulate_low_dose`; the pixel size comes from the image header.
+        protocol: the scan (:class:`~ldct_clip.simulation.protocol.ScanProtocol`), of which ``fields`` replace
+            some (``geometry``, ``incident_flux``, ``noise_model``...); its pixel size is taken from each image's
+            header.
         gaussian_sigma_255: when given, add the paper's i.i.d. Gaussian noise of ``sigma/255`` on the
             [-1024, 3072] HU window instead (``dose_fraction`` and the projection arguments are then unused).
         seed: reproducible noise (each case gets its own child stream); ``None`` for fresh entropy.
@@ -111,6 +114,7 @@ def simulate_case(
     Raises:
         InputError: no readable case, invalid parameters, an output path inside an input.
     """
+    protocol = ScanProtocol.of(protocol, fields)
     output_dir = Path(output_dir)
     cases = find_cases(input_path)
     # Refuse before any work: an output inside an input would also be found as a case next time.
@@ -126,7 +130,8 @@ def simulate_case(
         suffix = f" [simulated {_percent(k)} dose]"
         derivation = (
             f"ldct-clip: simulated {_percent(k)} dose by projection-domain noise insertion "
-            f"({geometry} beam, I0 {incident_flux:g}, electronic noise variance {electronic_noise_var:g})"
+            f"({protocol.geometry} beam, I0 {protocol.incident_flux:g}, "
+            f"electronic noise variance {protocol.electronic_noise_var:g})"
         )
     case_seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(len(cases))]
     results = []
@@ -141,11 +146,8 @@ def simulate_case(
                 low = add_gaussian_noise(hu, float(gaussian_sigma_255), seed=case_seed)
                 step(nz, nz)
             else:
-                low = simulate_low_dose(
-                    hu, dose_fraction, incident_flux=incident_flux, electronic_noise_var=electronic_noise_var,
-                    geometry=geometry, num_views=num_views, pixel_size_mm=_in_plane_pixel_mm(volume),
-                    noise_model=noise_model, filter_name=filter_name, seed=case_seed, progress=step,
-                )
+                scan = dataclasses.replace(protocol, pixel_size_mm=_in_plane_pixel_mm(volume))
+                low = simulate_low_dose(hu, dose_fraction, scan, seed=case_seed, progress=step)
         low = np.where(hu < _PADDING_BELOW_HU, hu, low).astype(np.float32)
         nifti = output_dir / "nifti" / f"{case.name}.nii.gz"
         outputs = [write_nifti(low, volume.affine, nifti, inputs=[volume.source])]

@@ -1,4 +1,4 @@
-"""Batched low-dose CT noise in torch: the physics of :func:`ldct_clip.simulation.reference.simulate_low_dose`, fast.
+"""Batched low-dose CT noise in torch: the physics of the reference simulator (:mod:`ldct_clip.simulation.reference`), fast.
 
 Two methods, both batched over slices ``(B, n, n)`` and running on CPU or CUDA:
 
@@ -41,6 +41,8 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ldct_clip.simulation.protocol import ScanProtocol, detector_bins
 
 __all__ = ["FastMethod", "line_integral_map", "noise_hu_batch"]
 
@@ -226,12 +228,14 @@ def _fan_rebin(fan: torch.Tensor, d: float, gamma_max: float, theta_deg: torch.T
 
 
 def _projection_noise(
-    p: torch.Tensor, s_grid: torch.Tensor, n: int, k: torch.Tensor, views: int, *, incident_flux: float,
-    electronic_noise_var: float, noise_model: str, geometry: str, source_distance_px: float, filter_name: str,
+    p: torch.Tensor, s_grid: torch.Tensor, n: int, k: torch.Tensor, views: int, protocol: ScanProtocol,
     generators: list[torch.Generator],
 ) -> torch.Tensor:
     """Noise (iradon units: 1/pixel) of ``(B, n, n)`` slices, the reference algorithm batched."""
-    nb = n + int(math.ceil(math.sqrt(2.0) * n - n))
+    nb = detector_bins(n)
+    incident_flux, electronic_noise_var = protocol.incident_flux, protocol.electronic_noise_var
+    geometry, noise_model = protocol.geometry, protocol.noise_model
+    source_distance_px = protocol.source_distance_mm / protocol.pixel_size_mm
     dev, dt = p.device, p.dtype
     theta = torch.arange(views, device=dev, dtype=torch.float64) * (180.0 / views)
     s = (torch.arange(nb, device=dev, dtype=torch.float64) - nb // 2)
@@ -254,7 +258,7 @@ def _projection_noise(
         delta = torch.sqrt(_ray_variance(ray_p, k, incident_flux, electronic_noise_var, noise_model)) * z
     if geometry == "fan":
         delta = _fan_rebin(delta, source_distance_px, gamma_max, theta, nb)
-    q = _ramp_filter(delta, filter_name)
+    q = _ramp_filter(delta, protocol.filter_name)
     return back_project(q, theta.to(dt), n) * (math.pi / (2 * views))
 
 
@@ -269,8 +273,7 @@ def _sector_nps(n: int, views: int, filter_name: str, sectors: int) -> np.ndarra
 
     Sums to the NPS whose mean over the grid is the pixel variance (iradon units).
     """
-    nb = n + int(math.ceil(math.sqrt(2.0) * n - n))
-    size = _padded_size(nb)
+    size = _padded_size(detector_bins(n))
     resp = _ramp_response(size, filter_name)
     fx = np.fft.fftfreq(n)[:, None]
     fy = np.fft.rfftfreq(n)[None, :]
@@ -334,19 +337,19 @@ def _sector_filter(n: int, views: int, filter_name: str, sectors: int, device: t
 
 
 def _sector_noise(
-    p: torch.Tensor, s_grid: torch.Tensor, n: int, k: torch.Tensor, views: int, *, incident_flux: float,
-    electronic_noise_var: float, noise_model: str, geometry: str, filter_name: str,
+    p: torch.Tensor, s_grid: torch.Tensor, n: int, k: torch.Tensor, views: int, protocol: ScanProtocol,
     generators: list[torch.Generator],
 ) -> torch.Tensor:
     """Noise (iradon units) of ``(B, n, n)`` slices by sector-wise image-domain insertion (module docstring)."""
     b = p.shape[0]
-    var = _ray_variance(p[:, :-1], k, incident_flux, electronic_noise_var, noise_model)  # (B, views_c, ns)
+    var = _ray_variance(p[:, :-1], k, protocol.incident_flux, protocol.electronic_noise_var,
+                        protocol.noise_model)  # (B, views_c, ns)
     na = min(n, _AMP_MAX_PIXELS)
     mat = _amplitude_backprojector(na, n, var.shape[1], _SECTORS, float(s_grid[-1]), var.shape[2]).to(p.device)
     amp2 = (mat @ var.reshape(b, -1).T.contiguous()).T.reshape(b, _SECTORS, na, na)
     # the square root on the coarse grid: the amplitude is as smooth as the variance, and 64x fewer square roots
     amp = torch.sqrt(torch.clamp(amp2, min=0.0))
-    filt = _sector_filter(n, views, filter_name, _SECTORS, p.device)
+    filt = _sector_filter(n, views, protocol.filter_name, _SECTORS, p.device)
     out = torch.empty((b, n, n), device=p.device, dtype=torch.float32)
     z = torch.empty(filt.shape, device=p.device, dtype=torch.complex64)
     for i, g in enumerate(generators):
@@ -361,40 +364,29 @@ def _sector_noise(
 def noise_hu_batch(
     mu: torch.Tensor,
     dose_fraction: torch.Tensor,
+    protocol: ScanProtocol,
     *,
     method: FastMethod,
     views: int,
-    incident_flux: float,
-    electronic_noise_var: float,
-    noise_model: str,
-    geometry: str,
-    pixel_size_mm: float,
-    mu_water: float,
-    filter_name: str,
-    source_distance_mm: float,
     generators: list[torch.Generator],
 ) -> torch.Tensor:
-    """Low-dose noise (HU) of a batch of square slices; the caller validates the arguments.
+    """Low-dose noise (HU) of a batch of square slices.
 
     Args:
         mu: ``(B, n, n)`` linear attenuation (1/mm, >= 0), float32, any device; slices padded to a square,
             rotation centre at pixel ``n // 2``.
         dose_fraction: ``(B,)`` dose fractions in (0, 1], one per slice.
-        method: ``"projection"`` or ``"sector"`` (module docstring).
+        protocol: the scan (flux, electronic noise, noise model, geometry, pixel size, filter, source distance).
+        method: ``"projection"`` or ``"sector"`` (module docstring), ``protocol.method`` resolved for the device.
+        views: projection views.
         generators: one ``torch.Generator`` per slice on ``mu.device`` (reproducible per-slice noise).
-        others: as :func:`ldct_clip.simulation.reference.simulate_low_dose`.
 
     Returns:
         ``(B, n, n)`` float32 noise in HU, to be added to the input.
     """
     n = mu.shape[-1]
-    p, s_grid = line_integral_map(mu, pixel_size_mm)
+    p, s_grid = line_integral_map(mu, protocol.pixel_size_mm)
     k = dose_fraction.to(device=mu.device, dtype=mu.dtype)
-    common = dict(incident_flux=incident_flux, electronic_noise_var=electronic_noise_var, noise_model=noise_model,
-                  geometry=geometry, filter_name=filter_name, generators=generators)
-    if method == "projection":
-        noise = _projection_noise(p, s_grid, n, k, views, source_distance_px=source_distance_mm / pixel_size_mm,
-                                  **common)
-    else:
-        noise = _sector_noise(p, s_grid, n, k, views, **common)
-    return noise * (1000.0 / (mu_water * pixel_size_mm))
+    noise_of = _projection_noise if method == "projection" else _sector_noise
+    noise = noise_of(p, s_grid, n, k, views, protocol, generators)
+    return noise * (1000.0 / (protocol.mu_water * protocol.pixel_size_mm))

@@ -2,7 +2,7 @@
 
 Online projection noise (``noise: "projection"`` in ``train.json``) simulates every training slice afresh.  Where
 even the fast path is too slow for the data loader, :func:`build_noise_bank` simulates ``N`` realisations per
-slice once (:func:`ldct_clip.simulation.reference.simulate_low_dose_torch`, the same physics and dose range) and
+slice once (:func:`ldct_clip.simulation.low_dose.simulate_low_dose_torch`, the same physics and dose range) and
 :class:`RandCTNoised` with ``noise="projection_bank"`` adds one of them, drawn at random, on every visit.
 
 On disk::
@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ldct_clip.errors import InputError
 from ldct_clip.atomic import atomic_path
+from ldct_clip.errors import InputError
+from ldct_clip.simulation.protocol import ScanProtocol, dose_range
+from ldct_clip.simulation.runs import torch_seeds
 
 __all__ = ["NoiseBank", "build_noise_bank"]
 
@@ -109,21 +111,22 @@ def build_noise_bank(
         realisations: ``N``, noise images per slice.
         dose_fraction: a dose fraction in (0, 1] or a range ``[lo, hi]``; each realisation draws its own dose.
         seed: the bank's seed; realisation ``j`` of item ``i`` depends only on ``(seed, i, j)`` and the slice.
-        simulation_kwargs: more :func:`~ldct_clip.simulation.reference.simulate_low_dose_torch` arguments (``method``,
-            ``pixel_size_mm``, ``incident_flux``, ``noise_model``, ...).
+        simulation_kwargs: fields of the :class:`~ldct_clip.simulation.protocol.ScanProtocol` (``method``,
+            ``pixel_size_mm``, ``incident_flux``, ``noise_model``, ...); they also name the bank.
         device: where the noise is simulated.
         progress: called as ``progress(done, total)`` after each slice (done counts slices already on disk).
 
     Returns:
         The :class:`NoiseBank`.  Slices already in the bank are not simulated again.
     """
-    from ldct_clip.simulation.reference import _torch_seeds, dose_range, simulate_low_dose_torch
+    from ldct_clip.simulation.low_dose import simulate_low_dose_torch
 
     if int(realisations) < 1:
         raise InputError(f"noise bank realisations must be >= 1, got {realisations}.")
     n_real = int(realisations)
     lo, hi = dose_range(dose_fraction)
     kwargs = dict(simulation_kwargs or {})
+    protocol = ScanProtocol.of(None, kwargs)
     settings = {"format": _FORMAT, "realisations": n_real, "dose_fraction": [lo, hi], "seed": int(seed),
                 "simulation_kwargs": {k: kwargs[k] for k in sorted(kwargs)}}
     try:
@@ -137,7 +140,7 @@ def build_noise_bank(
         with atomic_path(manifest) as tmp:
             tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     dev = torch.device(device)
-    streams = _torch_seeds(int(seed), len(dataset), streams=n_real + 1)  # [0]: the doses
+    streams = torch_seeds(int(seed), len(dataset), streams=n_real + 1)  # [0]: the doses
     files: dict[tuple[str, int], str] = {}
     made = 0
     for i in range(len(dataset)):
@@ -152,7 +155,7 @@ def build_noise_bank(
             rng = np.random.default_rng(streams[i][0])
             doses = torch.as_tensor(rng.uniform(lo, hi, n_real) if hi > lo else np.full(n_real, lo))
             planes = torch.from_numpy(hu).to(dev)[None].expand(n_real, -1, -1)
-            noise = simulate_low_dose_torch(planes, doses, seeds=streams[i][1:], **kwargs) - planes
+            noise = simulate_low_dose_torch(planes, doses, protocol, seeds=streams[i][1:]) - planes
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, noise.cpu().numpy().astype(np.float16))
             made += 1

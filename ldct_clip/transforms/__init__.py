@@ -1,7 +1,7 @@
-"""MONAI transforms of ldct-clip, as array/dictionary pairs: loading CT cases, keeping what the HU window clips, writing outputs,
-the online CT training noise."""
+"""MONAI transforms of the CT task, as array/dictionary pairs: loading CT cases, the online CT training noise,
+keeping what the HU window clips, writing the outputs."""
 
-from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoised, sigma_for_slice_thickness
+from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoise, RandCTNoised, sigma_for_slice_thickness
 from ldct_clip.transforms.io import LoadCTImage, LoadCTImaged
 from ldct_clip.transforms.save import CASE_WRITERS, CommitCaseOutputsd, SaveDerivedSeriesd, SaveNiftid, SavePreviewd
 from ldct_clip.transforms.window import KeepOutsideWindow, KeepOutsideWindowd
@@ -14,6 +14,7 @@ __all__ = [
     "KeepOutsideWindowd",
     "LoadCTImage",
     "LoadCTImaged",
+    "RandCTNoise",
     "RandCTNoised",
     "SaveDerivedSeriesd",
     "SaveNiftid",

@@ -1,4 +1,4 @@
-"""Loading CT cases with MONAI's ``LoadImage(d)``, always through :class:`~ldct_clip.ct.reader.CTSeriesReader`."""
+"""Loading CT cases with MONAI's ``LoadImage(d)``, always through :class:`~ldct_clip.ct.io.monai_reader.CTSeriesReader`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.data import ImageReader
 from monai.transforms import LoadImage, LoadImaged
 
-from ldct_clip.ct.reader import CTSeriesReader
+from ldct_clip.ct.io.monai_reader import CTSeriesReader
 
 __all__ = ["LoadCTImage", "LoadCTImaged"]
 
@@ -35,7 +35,7 @@ def _quiet_default_readers() -> Iterator[None]:
 
 
 class LoadCTImage(LoadImage):
-    """``LoadImage`` that reads every case with :class:`~ldct_clip.ct.reader.CTSeriesReader`.
+    """``LoadImage`` that reads every case with :class:`~ldct_clip.ct.io.monai_reader.CTSeriesReader`.
 
     MONAI's ``LoadImage(reader=...)`` falls back to its other readers when the given one fails, which would read
     a series the CT reader refused (wrong modality, a missing slice) through ITK without those checks; here the

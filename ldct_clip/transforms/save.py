@@ -5,7 +5,7 @@ Each writer puts its file in the case's staging folder (:meth:`~ldct_clip.ct.out
 its earlier outputs as they were (the evaluator discards what was staged).
 
 Every writer reads ``d[key]``: the denoised volume ``(1, X, Y, Z)`` in HU, on the grid of ``d[meta_key]`` (the
-loaded input, a ``MetaTensor`` whose meta :class:`~ldct_clip.ct.reader.CTSeriesReader` filled) and the case
+loaded input, a ``MetaTensor`` whose meta :class:`~ldct_clip.ct.io.monai_reader.CTSeriesReader` filled) and the case
 name ``d[name_key]``.
 """
 
@@ -19,9 +19,10 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ldct_clip.ct.outputs import CaseOutputs
-from ldct_clip.ct.reader import affine_from_meta, case_from_meta, volume_array
-from ldct_clip.ct.io.readers import read_dicom_headers
-from ldct_clip.ct.io.writers import write_derived_series, write_nifti
+from ldct_clip.ct.io.derived_series import write_derived_series
+from ldct_clip.ct.io.dicom import read_dicom_headers
+from ldct_clip.ct.io.monai_reader import affine_from_meta, case_from_meta, volume_array
+from ldct_clip.ct.io.nifti_writer import write_nifti
 from ldct_clip.reporting.figures import SOFT_TISSUE, save_panels
 from ldct_clip.reporting.warnings_log import source_notes_silenced
 
@@ -58,8 +59,8 @@ class SaveDerivedSeriesd(_CaseWriter):
     """Stage ``<name>_dicom/``, a derived DICOM series of a DICOM input (when the outputs include DICOM).
 
     The source headers are read again from the input files, in the volume's slice order
-    (:func:`~ldct_clip.ct.io.readers.read_dicom_headers`); patient, study, frame of reference and geometry are
-    kept, the series is new (see :func:`~ldct_clip.ct.io.writers.write_derived_series`).
+    (:func:`~ldct_clip.ct.io.dicom.read_dicom_headers`); patient, study, frame of reference and geometry are
+    kept, the series is new (see :func:`~ldct_clip.ct.io.derived_series.write_derived_series`).
 
     Args:
         series_description_suffix: appended to the source's SeriesDescription.

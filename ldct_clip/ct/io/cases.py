@@ -2,7 +2,7 @@
 
 A *case* is what becomes one :class:`~ldct_clip.ct.io.volume.CTVolume`: every single-frame DICOM file of one
 SeriesInstanceUID, one multi-frame DICOM file, or one image file.  Discovery only reads headers
-(``stop_before_pixels``); pixel data is decoded later by :func:`ldct_clip.ct.io.readers.read_case`.
+(``stop_before_pixels``); pixel data is decoded later by :func:`ldct_clip.ct.io.read.read_case`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from ldct_clip.errors import InputError
 
 __all__ = [
-    "Case", "find_cases", "sanitize_name", "read_dicom", "dicom_int", "has_dicm_magic",
+    "Case", "find_cases", "find_one_case", "sanitize_name", "read_dicom", "dicom_int", "has_dicm_magic",
     "NIFTI_SUFFIXES", "ITK_SUFFIXES", "CASE_KINDS",
 ]
 
@@ -43,7 +43,7 @@ class Case:
         paths: the files making up the case, sorted by path.  A DICOM series has one path per slice
             (in no geometric order: the reader sorts by position); other kinds have exactly one.
         error: set when discovery already knows the case cannot be read (a corrupt file in its folder);
-            :func:`~ldct_clip.ct.io.readers.read_case` raises it, so one bad case does not stop the others.
+            :func:`~ldct_clip.ct.io.read.read_case` raises it, so one bad case does not stop the others.
     """
 
     name: str
@@ -377,3 +377,16 @@ def find_cases(root: Path | str) -> list[Case]:
         Case(name, kind, paths_of[first], errors.get(first))
         for name, (first, _, kind) in zip(names, image_cases, strict=True)
     ]
+
+
+def find_one_case(path: Path | str) -> Case:
+    """The one case under ``path`` (a file, or a folder holding exactly one series or image).
+
+    Raises:
+        InputError: ``path`` holds no case or several (naming up to ten of them).
+    """
+    cases = find_cases(Path(path))
+    if len(cases) != 1:
+        names = ", ".join(c.name for c in cases[:10]) + (" ..." if len(cases) > 10 else "")
+        raise InputError(f"{path} holds {len(cases)} cases ({names}); give the folder or file of one of them.")
+    return cases[0]

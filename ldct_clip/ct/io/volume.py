@@ -18,10 +18,13 @@ import numpy as np
 if TYPE_CHECKING:  # pydicom is only needed for the annotation
     from pydicom.dataset import Dataset
 
-__all__ = ["CTVolume", "VOLUME_KINDS", "is_multiframe_headers"]
+__all__ = ["CTVolume", "HU_LIMIT", "VOLUME_KINDS", "is_multiframe_headers"]
 
 #: What a :class:`CTVolume` was read from.
 VOLUME_KINDS = ("dicom", "nifti", "image")
+#: No CT value comes near this: values beyond it mean a broken rescale or scaling header (and would overflow
+#: float32), so readers refuse them.
+HU_LIMIT = 1e6
 
 
 def is_multiframe_headers(headers: list[Dataset] | None) -> bool:

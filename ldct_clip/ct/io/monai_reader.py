@@ -1,6 +1,6 @@
 """A MONAI ``ImageReader`` for CT cases: DICOM series (single-frame or enhanced multi-frame), NIfTI, MHA/NRRD.
 
-It is :func:`~ldct_clip.ct.io.readers.read_case` behind MONAI's reader interface, so ``LoadImage`` gets HU with
+It is :func:`~ldct_clip.ct.io.read.read_case` behind MONAI's reader interface, so ``LoadImage`` gets HU with
 every check the project makes (slope/intercept per slice, enhanced CT, sorting along the slice normal,
 spacing and orientation consistency, modality, NaN/inf, codecs) and the geometry as a RAS+ affine.
 """
@@ -18,9 +18,8 @@ import torch
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from ldct_clip.errors import InputError
-from ldct_clip.ct.io.cases import Case, find_cases, sanitize_name
-from ldct_clip.ct.io.readers import read_case
+from ldct_clip.ct.io.cases import Case, find_one_case, sanitize_name
+from ldct_clip.ct.io.read import read_case
 from ldct_clip.ct.io.volume import CTVolume
 from ldct_clip.reporting.warnings_log import warnings_logged_once
 
@@ -39,13 +38,10 @@ def case_of(paths: str | os.PathLike | Sequence[str | os.PathLike], name: str | 
     files = [Path(p) for p in ensure_tuple(paths)]
     if len(files) > 1:
         return Case(name or sanitize_name(files[0].parent.name), "dicom", files)
-    cases = find_cases(files[0])
-    if len(cases) != 1:
-        names = ", ".join(c.name for c in cases[:10]) + (" ..." if len(cases) > 10 else "")
-        raise InputError(f"{files[0]} holds {len(cases)} cases ({names}); give the folder or file of one of them.")
+    case = find_one_case(files[0])
     if name:
-        cases[0].name = name
-    return cases[0]
+        case.name = name
+    return case
 
 
 def case_from_meta(meta: dict[str, Any]) -> Case:

@@ -20,7 +20,7 @@ import torch
 from ldct_clip.errors import WeightsError
 from ldct_clip.atomic import atomic_path
 from ldct_clip.networks import CLIPDenoiser
-from ldct_clip.weights import SHIPPED_WEIGHTS, read_state_dict, resolve_weights
+from ldct_clip.weights import SHIPPED_WEIGHTS, UNUSED_ENCODER_PREFIXES, read_state_dict, resolve_weights
 
 __all__ = [
     "network_overrides",
@@ -32,11 +32,13 @@ __all__ = [
     "save_checkpoint",
 ]
 
-UNUSED_PREFIX = "encoder.layer4."
+# the encoder keys a checkpoint may hold that the network never builds
+_UNUSED_KEYS = tuple("encoder." + prefix for prefix in UNUSED_ENCODER_PREFIXES)
 
 
 def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.Tensor]:
-    """Return the model state dict from a loaded checkpoint object, without the unused ``layer4`` keys.
+    """Return the model state dict from a loaded checkpoint object, without the encoder keys the network never builds
+    (``encoder.layer4.*``, ``encoder.attnpool.*``: :data:`~ldct_clip.weights.UNUSED_ENCODER_PREFIXES`).
 
     Accepts ``{'params': sd}`` / ``{'params_ema': sd}`` (basicsr), ``{'model': sd}`` / ``{'network': sd}``
     (MONAI ``CheckpointSaver`` with several objects), ``{'state_dict': sd}``, or a plain state dict.
@@ -51,7 +53,7 @@ def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.T
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad or not state:
         raise WeightsError(f"the checkpoint is not a CLIPDenoiser state dict (non-tensor entries: {bad[:5]})")
-    return {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIX)}
+    return {k: v for k, v in state.items() if not k.startswith(_UNUSED_KEYS)}
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path:
 def load_weights(
     model: CLIPDenoiser, path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params"
 ) -> CLIPDenoiser:
-    """Load a checkpoint file into an existing model, strictly (only ``encoder.layer4.*`` may be dropped)."""
+    """Load a checkpoint file into an existing model, strictly (only the unused ``encoder.layer4.*`` / ``encoder.attnpool.*`` are dropped)."""
     path = Path(path)
     state = extract_state_dict(read_state_dict(path), param_key)
     _check_keys(model, state, path)

@@ -1,4 +1,8 @@
-"""``ldct-clip`` command line: thin doors into the library (nothing here re-implements a step).
+"""``ldct-clip`` command line: parsing. What each subcommand then does is in :mod:`ldct_clip.commands`
+(thin doors into the library: nothing there re-implements a step).
+
+Options of the commands that run a bundle config default to "not given" (``None``): only given options become
+config overrides, and the help names the config's default.
 
 User errors (:class:`~ldct_clip.errors.LdctClipError`) print one line and exit with status 2; anything else
 is a bug and keeps its traceback.
@@ -7,196 +11,72 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import functools
+import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ldct_clip.bundle import bundle_root
+from ldct_clip.commands import COMMANDS
 from ldct_clip.errors import LdctClipError
 
-__all__ = ["main"]
-
-log = logging.getLogger("ldct_clip")
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+__all__ = ["build_parser", "main"]
 
 
-def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
-    return fn
+def config_default(key: str, config: str = "inference.json") -> Any:
+    """The value the installed bundle's ``configs/<config>`` sets for ``key``, for help texts only (a run reads
+    the config it runs, ``--bundle`` included)."""
+    return json.loads((Path(bundle_root()) / "configs" / config).read_text())[key]
 
 
-# -- bundle-path ------------------------------------------------------------------------------------------
-
-
-@command
-def cmd_bundle_path(args: argparse.Namespace) -> int:
-    from ldct_clip.bundle import bundle_root
-
-    print(bundle_root())
-    return 0
-
-
-# -- weights ----------------------------------------------------------------------------------------------
-
-
-@command
-def cmd_weights(args: argparse.Namespace) -> int:
-    from ldct_clip.checkpoints import load_checkpoint
-    from ldct_clip.weights import PRETRAINED_DECODERS, cache_dir, download, fetch_encoder_weights
-
-    if args.encoder and args.tag:
-        path = fetch_encoder_weights(args.encoder, args.tag)
-        print(f"encoder {args.encoder}/{args.tag}: {path}")
-    if args.checkpoint:
-        entry = PRETRAINED_DECODERS.get(args.checkpoint)
-        if entry is None:
-            known = ", ".join(PRETRAINED_DECODERS) or "none registered"
-            raise LdctClipError(f"no released checkpoint named {args.checkpoint!r} ({known}); use --url and --sha256")
-        url, sha256, filename = entry.url, entry.sha256, entry.filename
-    elif args.url:
-        if not args.sha256:
-            raise LdctClipError("--url needs --sha256 so the download can be verified")
-        url, sha256, filename = args.url, args.sha256, args.name or Path(args.url.split("?")[0]).name
-    else:
-        return 0
-    dest = (Path(args.cache) if args.cache else cache_dir()) / "checkpoints" / filename
-    progress = _ProgressPrinter(f"downloading {filename}")
-    try:
-        dest = download(url, dest, sha256, progress=progress)
-    finally:
-        progress.end_line()  # an error after a partial progress line starts on a line of its own
-    load_checkpoint(dest)  # a file that does not load as a CLIPDenoiser is no use in the cache
-    print(f"checkpoint: {dest}")
-    return 0
-
-
-class _ProgressPrinter:
-    """Prints ``label: NN.N%`` over itself on stderr; :meth:`end_line` ends a line left unfinished."""
-
-    def __init__(self, label: str) -> None:
-        self.label, self.open = label, False
-
-    def __call__(self, done: int, total: int | None) -> None:
-        pct = f"{100 * done / total:5.1f}%" if total else f"{done / 1e6:.1f} MB"
-        self.open = total is None or done < total
-        print(f"\r{self.label}: {pct}", end="" if self.open else "\n", file=sys.stderr, flush=True)
-
-    def end_line(self) -> None:
-        if self.open:
-            print(file=sys.stderr, flush=True)
-            self.open = False
-
-
-# -- denoise ----------------------------------------------------------------------------------------------
-
-
-def _inference_overrides(args: argparse.Namespace, checkpoint: str | None) -> dict[str, Any]:
-    """Bundle config overrides for the shared inference options; a checkpoint shapes the network."""
-    import torch
-
-    from ldct_clip.checkpoints import network_overrides
-
-    _resolve_device(args)
-    overrides: dict[str, Any] = {
-        "device": torch.device(args.device), "precision": args.precision, "channels_last": not args.no_channels_last,
-        "compile": args.compile, "roi_size": list(args.roi_size), "overlap": args.overlap,
-        "sw_batch_size": args.sw_batch_size, "hu_min": args.hu_min, "hu_max": args.hu_max,
-        "progress": not args.quiet, "ckpt_path": checkpoint or "", "checkpoint_option": "--checkpoint",
-    }
-    if getattr(args, "encoder", None):
-        overrides["network_def#encoder"] = args.encoder
-    if checkpoint and Path(checkpoint).is_file():
-        overrides.update(network_overrides(checkpoint))
-    return overrides
-
-
-@command
-def cmd_denoise(args: argparse.Namespace) -> int:
-    from ldct_clip.workflows import denoise_cases
-
-    if args.weights:
-        from ldct_clip.weights import resolve_weights
-
-        if args.checkpoint:
-            raise LdctClipError("give --weights or --checkpoint, not both")
-        args.checkpoint = str(resolve_weights(args.weights))
-    results = denoise_cases(
-        args.input, args.output, **_inference_overrides(args, args.checkpoint), allow_untrained=args.allow_untrained,
-        write_dicom=not args.no_dicom, write_png=not args.no_png, shard=args.shard, skip_complete=args.resume,
-    )
-    return 0 if all(r.ok for r in results) else 2  # every failed case is a user error, already reported
+def _default(key: str, config: str = "inference.json") -> str:
+    value = config_default(key, config)
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    return f"default: {value} ({Path(config).stem}.json's {key})"
 
 
 def _inference_options() -> argparse.ArgumentParser:
-    """Options of the shared inference path (denoise, pacs denoise, evaluate)."""
+    """Options of the shared inference path (denoise, pacs denoise, evaluate, iq); each ``dest`` is the
+    ``inference.json`` id it overrides when given."""
     o = argparse.ArgumentParser(add_help=False)
+    o.add_argument("--bundle", help="bundle folder whose configs run (default: the installed one, "
+                   "ldct-clip bundle-path); e.g. a copy with edited defaults")
     o.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
-    o.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 (with the precision-critical parts in fp32) where the hardware runs it natively")
-    o.add_argument("--no-channels-last", action="store_true")
-    o.add_argument("--compile", action="store_true", help="torch.compile the network")
-    o.add_argument("--roi-size", type=int, nargs=2, default=(512, 512), metavar=("X", "Y"))
-    o.add_argument("--overlap", type=float, default=0.25)
+    o.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 (with the precision-critical parts in fp32) where the hardware runs it natively; "
+                        + _default("precision"))
+    o.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    o.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    o.add_argument("--roi-size", type=int, nargs=2, metavar=("X", "Y"), help=_default("roi_size"))
+    o.add_argument("--overlap", type=float, help=_default("overlap"))
     o.add_argument("--sw-batch-size", type=int, help="slices (windows) per network call (default 2 on CPU, 16 on CUDA)")
-    o.add_argument("--hu-min", type=float, default=-1024.0)
-    o.add_argument("--hu-max", type=float, default=3072.0)
-    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    o.add_argument("--hu-min", type=float, help=_default("hu_min"))
+    o.add_argument("--hu-max", type=float, help=_default("hu_max"))
+    o.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None, help="no progress bars")
     return o
 
 
-def _resolve_device(args: argparse.Namespace) -> None:
-    """Fill in the defaults that depend on the machine: device, then slices per call."""
-    import torch
-
-    from ldct_clip.engine.precision import default_sw_batch_size
-
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.sw_batch_size is None:
-        args.sw_batch_size = default_sw_batch_size(args.device)
-
-
-# -- pacs -------------------------------------------------------------------------------------------------
-
-
-@command
-def cmd_pacs(args: argparse.Namespace) -> int:
-    import os
-
-    from ldct_clip.pacs import connect, denoise_series, list_series
-
-    password = args.password if args.password is not None else os.environ.get("LDCT_CLIP_PACS_PASSWORD")
-    auth = {"username": args.username, "password": password, "timeout": args.timeout}
-    if args.pacs_command == "list":
-        for s in list_series(connect(args.url, **auth), args.study, args.modality or None):
-            print(f"{s.study_uid}  {s.series_uid}  {s.modality:3s} {s.instances if s.instances is not None else '?':>5} "
-                  f"#{s.series_number if s.series_number is not None else '-'} {s.description}")
-        return 0
-
-    from ldct_clip.bundle import bundle_root
-
-    from ldct_clip.errors import WeightsError
-
-    ckpt = args.checkpoint or str(Path(bundle_root()) / "models" / "model.pt")
-    if not Path(ckpt).is_file():  # before any traffic with the PACS
-        raise WeightsError(
-            f"no checkpoint at {ckpt}: give --checkpoint (trained weights); a PACS gets no random-weight series"
-        )
-    result = denoise_series(
-        args.url, args.series, study_uid=args.study, **auth, keep=args.keep,
-        series_description_suffix=args.suffix, series_number=args.series_number, store=not args.no_store,
-        overrides=_inference_overrides(args, ckpt),
-        progress=None if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True)),
-    )
-    print(f"study: {result.study_uid}")
-    print(f"source series: {result.source_series_uid}")
-    print(f"derived series: {result.derived_series_uid}")
-    print(f"stored instances: {result.instances}")
-    if result.kept is not None:
-        print(f"kept: {result.kept}")
-    return 0
+def _add_denoise_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("denoise", parents=[_inference_options()],
+                       help="denoise CT cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
+    d.add_argument("input", help="a case or a folder of cases")
+    d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
+    d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth; default: the "
+                   "bundle's models/model.pt)")
+    d.add_argument("--weights", help="shipped weights by name: 'demo' (demo weights trained on synthetic data, "
+                   "not the paper's CLIP model)")
+    d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
+    d.add_argument("--shard", metavar="I/N", help="denoise only shard I of N (0-based, round-robin over the sorted "
+                   "cases), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; writes a summary CSV")
+    d.add_argument("--resume", dest="skip_complete", action="store_true", default=None,
+                   help="skip cases whose complete outputs already exist (redo incomplete ones)")
+    d.add_argument("--encoder", help="open_clip ResNet of the checkpoint (default: network_def's, RN50)")
+    d.add_argument("--no-dicom", dest="write_dicom", action="store_false", default=None,
+                   help="do not write derived DICOM series")
+    d.add_argument("--no-png", dest="write_png", action="store_false", default=None, help="do not write PNG previews")
 
 
 def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
@@ -216,42 +96,9 @@ def _add_pacs_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--checkpoint", help="trained weights (default: the bundle's models/model.pt)")
     d.add_argument("--keep", help="keep source/ and denoised/ DICOM files in this folder")
     d.add_argument("--no-store", action="store_true", help="do not upload (with --keep: look at the result first)")
-    d.add_argument("--suffix", default=" [ldct-clip]", help="appended to the SeriesDescription")
+    d.add_argument("--suffix", help="appended to the SeriesDescription (default: "
+                   f"{config_default('series_description_suffix')!r})")
     d.add_argument("--series-number", type=int, help="SeriesNumber of the new series (default source + 1000)")
-
-
-# -- simulate / evaluate (research workflow) --------------------------------------------------------------
-
-
-@command
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from ldct_clip.simulation.cases import simulate_case
-
-    # the library logs one line per case (slices, added noise SD, files written)
-    simulate_case(
-        args.input, args.output, dose_fraction=args.dose, geometry=args.geometry, incident_flux=args.flux,
-        electronic_noise_var=args.electronic_noise, noise_model=args.noise_model, num_views=args.views,
-        filter_name=args.filter, gaussian_sigma_255=args.gaussian, seed=args.seed, write_dicom=not args.no_dicom,
-        progress=not args.quiet,
-    )
-    return 0
-
-
-@command
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ldct_clip.evaluation.scoring import DEFAULT_WINDOWS
-    from ldct_clip.workflows import evaluate_cases
-
-    evaluate_cases(
-        args.ldct, args.ndct, args.output, pairs_csv=args.pairs, **_inference_overrides(args, args.checkpoint),
-        allow_untrained=args.allow_untrained, protocols=list(args.protocols), classical=list(args.classical),
-        noise_roi=args.noise_roi, nps_size=args.nps_size,
-        display_windows=[list(w) for w in (args.window or DEFAULT_WINDOWS)], write_png=not args.no_png,
-        write_volumes=args.write_volumes,
-    )
-    if args.iq:
-        _run_iq(args, args.checkpoint, Path(args.output) / "iq")
-    return 0
 
 
 def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
@@ -280,85 +127,24 @@ def _add_research_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--pairs", help="CSV with columns ldct,ndct[,name] instead of --ldct/--ndct")
     e.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
     e.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
-    e.add_argument("--encoder", default="RN50", help="open_clip ResNet without a checkpoint (default RN50)")
-    e.add_argument("--protocols", nargs="+", default=["paper", "redcnn", "ldct-benchmark-chest",
-                                                      "ldct-benchmark-abdomen", "ldct-benchmark-head"],
-                   help="metric protocols (default: all)")
-    e.add_argument("--classical", nargs="*", default=["nlm", "bm3d"],
-                   help="baselines (default nlm bm3d; bm3d, correlated-noise BM3D with the noise PSD estimated from "
+    e.add_argument("--encoder", help="open_clip ResNet without a checkpoint (default: network_def's, RN50)")
+    e.add_argument("--protocols", nargs="+", help="metric protocols (default: all, evaluate.json's protocols)")
+    e.add_argument("--classical", nargs="*",
+                   help="baselines (" + _default("classical", "evaluate.json") + "; bm3d, correlated-noise BM3D with the noise PSD estimated from "
                         "the LDCT, needs pip install 'ldct-clip[bm3d]' and is skipped where not installed)")
     e.add_argument("--noise-roi", type=int, nargs=4, metavar=("X0", "X1", "Y0", "Y1"),
                    help="noise SD region in pixels (default: most uniform water-like square of the reference)")
     e.add_argument("--nps-size", type=int, help="side of the NPS region in pixels (default min(64, half slice))")
-    e.add_argument("--window", type=float, nargs=2, action="append", metavar=("CENTER", "WIDTH"),
-                   help="display window of the figures, repeatable (default 40 400 and -600 1500)")
-    e.add_argument("--no-png", action="store_true", help="no figures")
-    e.add_argument("--write-volumes", action="store_true", help="also write each method's output as NIfTI")
+    e.add_argument("--window", dest="display_windows", type=float, nargs=2, action="append",
+                   metavar=("CENTER", "WIDTH"), help="display window of the figures, repeatable (default: "
+                   "evaluate.json's display_windows, 40 400 and -600 1500)")
+    e.add_argument("--no-png", dest="write_png", action="store_false", default=None, help="no figures")
+    e.add_argument("--write-volumes", action="store_true", default=None,
+                   help="also write each method's output as NIfTI")
     e.add_argument("--iq", action="store_true", help="also run the simulated task-based study (ldct-clip iq "
                    "defaults) with the same network, into OUTPUT/iq/")
     _add_iq_options(e)
     _add_observer_options(e)
-
-
-# -- task-based image quality (lcd, iq) ---------------------------------------------------------------------
-
-
-@command
-def cmd_lcd(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ldct_clip.ct.io import read_path
-    from ldct_clip.metrics.detectability import measure_lcd
-    from ldct_clip.evaluation.iq_report import write_lcd_report
-
-    present, absent, truth = (read_path(p) for p in (args.present, args.absent, args.truth))
-    if truth.hu.shape[2] != 1:
-        log.info("the noise-free image has %d slices; the first locates the inserts", truth.hu.shape[2])
-    rows = measure_lcd(present.hu, absent.hu, np.asarray(truth.hu[:, :, 0]), pixel_size_mm=present.spacing[0],
-                       observers=args.observer, readers=args.readers, train_fraction=args.train_fraction,
-                       seed=args.seed, bootstrap=args.bootstrap, roi_size=args.roi_px)
-    header = {"signal-present": f"{args.present} ({present.hu.shape[2]} images)",
-              "signal-absent": f"{args.absent} ({absent.hu.shape[2]} images)", "noise-free": args.truth,
-              "pixel size (mm)": f"{present.spacing[0]:.4g}", "readers": args.readers}
-    for path in write_lcd_report(rows, args.out, header):
-        print(path)
-    return 0
-
-
-def _run_iq(args: argparse.Namespace, checkpoint: str | None, out: Path) -> None:
-    from ldct_clip.evaluation.iq_study import IQSettings, run_iq_study
-    from ldct_clip.evaluation.iq_report import write_iq_report
-    from ldct_clip.weights import weights_label
-
-    settings = IQSettings(doses=args.doses, realisations=args.realisations, ttf_realisations=args.ttf_realisations,
-                          observers=args.observer, readers=args.readers, bootstrap=args.bootstrap, seed=args.seed,
-                          classical=args.iq_classical)
-    overrides = None if args.no_model else {**_inference_overrides(args, checkpoint),
-                                            "allow_untrained": getattr(args, "allow_untrained", False)}
-    if overrides is not None and not checkpoint and not overrides["allow_untrained"]:
-        raise LdctClipError("give --weights demo, --checkpoint FILE, or --no-model (FBP and classical methods only)")
-    denoise = None
-    if overrides is not None:
-        from ldct_clip.workflows import denoise_cases
-
-        denoise = functools.partial(denoise_cases, **overrides, write_dicom=False, write_png=False)
-    study = run_iq_study(settings, denoise=denoise, progress=not args.quiet)
-    header = {"model": (weights_label(checkpoint) or checkpoint) if overrides is not None else "none (--no-model)",
-              "precision": args.precision, "device": getattr(args, "device", None) or "cpu"}
-    for path in write_iq_report(study, out, header):
-        print(path)
-
-
-@command
-def cmd_iq(args: argparse.Namespace) -> int:
-    if args.weights:
-        from ldct_clip.weights import resolve_weights
-
-        if args.checkpoint:
-            raise LdctClipError("give --weights or --checkpoint, not both")
-        args.checkpoint = str(resolve_weights(args.weights))
-    _run_iq(args, args.checkpoint, Path(args.out))
-    return 0
 
 
 def _add_iq_options(p: argparse.ArgumentParser) -> None:
@@ -394,7 +180,7 @@ def _add_iq_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", default="iq_output", help="output folder (default ./iq_output)")
     q.add_argument("--weights", help="shipped weights by name: 'demo'")
     q.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
-    q.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
+    q.add_argument("--encoder", help="open_clip ResNet of the checkpoint (default: network_def's, RN50)")
     _add_iq_options(q)
     _add_observer_options(q)
 
@@ -417,21 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sha256", help="SHA-256 of the file at --url")
     w.add_argument("--name", help="file name in the cache (default: from the URL)")
     w.add_argument("--cache", help="cache folder (default $LDCT_CLIP_CACHE or ~/.cache/ldct-clip)")
-    d = sub.add_parser("denoise", parents=[_inference_options()],
-                       help="denoise CT cases (DICOM series, DICOM files, NIfTI, MHA/NRRD)")
-    d.add_argument("input", help="a case or a folder of cases")
-    d.add_argument("output", help="output folder (NIfTI, derived DICOM series, PNG previews)")
-    d.add_argument("--checkpoint", help="trained weights (.pt of this project or the authors' .pth)")
-    d.add_argument("--weights", help="shipped weights by name: 'demo' (demo weights trained on synthetic data, "
-                   "not the paper's CLIP model)")
-    d.add_argument("--allow-untrained", action="store_true", help="run with random weights (demo only)")
-    d.add_argument("--shard", metavar="I/N", help="denoise only shard I of N (0-based, round-robin over the sorted "
-                   "cases), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; writes a summary CSV")
-    d.add_argument("--resume", action="store_true",
-                   help="skip cases whose complete outputs already exist (redo incomplete ones)")
-    d.add_argument("--encoder", default="RN50", help="open_clip ResNet of the checkpoint (default RN50)")
-    d.add_argument("--no-dicom", action="store_true", help="do not write derived DICOM series")
-    d.add_argument("--no-png", action="store_true", help="do not write PNG previews")
+    _add_denoise_parser(sub)
     _add_pacs_parser(sub)
     _add_research_parsers(sub)
     _add_iq_parsers(sub)

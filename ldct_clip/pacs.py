@@ -228,10 +228,11 @@ def denoise_series(
     headers: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     keep: Path | str | None = None,
-    series_description_suffix: str = " [ldct-clip]",
+    series_description_suffix: str | None = None,
     series_number: int | None = None,
     store: bool = True,
     overrides: Mapping[str, Any] | None = None,
+    bundle: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PacsResult:
     """Pull series ``series_uid`` from the DICOMweb server at ``url``, denoise it, store the derived series back.
@@ -247,10 +248,12 @@ def denoise_series(
         timeout: seconds per HTTP request.
         keep: a folder to keep ``source/`` (what was pulled) and ``denoised/`` (what was stored) in;
             default: a temporary folder, removed at the end.
-        series_description_suffix, series_number: of the derived series (see ``write_derived_series``).
+        series_description_suffix, series_number: of the derived series (see ``write_derived_series``);
+            ``None``: the config's (``" [ldct-clip]"``; the source's number + 1000).
         store: False: do everything but the STOW-RS (with ``keep``, to look at the result first).
         overrides: bundle config overrides of the inference (``ckpt_path`` -- required in practice: the
             bundle's ``models/model.pt`` by default --, ``precision``, ``roi_size``, ``"network_def#width"``...).
+        bundle: another bundle folder (default: the installed one).
         progress: called with a line of text at each step.
 
     Raises:
@@ -281,9 +284,10 @@ def denoise_series(
         say(f"pulled {len(files)} instances of series {series_uid} ({info.description or 'no description'})")
 
         t = time.perf_counter()
+        series = {"series_description_suffix": series_description_suffix, "series_number": series_number}
         results = denoise_cases(
-            work / "source", work / "pipeline", **{**dict(overrides or {}), "write_dicom": True, "write_png": False,
-            "series_description_suffix": series_description_suffix, "series_number": series_number},
+            work / "source", work / "pipeline", bundle=bundle, **{**dict(overrides or {}), "write_dicom": True,
+            "write_png": False, **{k: v for k, v in series.items() if v is not None}},
         )
         if len(results) != 1:
             raise InputError(f"series {series_uid} came back as {len(results)} cases; expected one CT series")

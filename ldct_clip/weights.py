@@ -39,7 +39,8 @@ __all__ = [
     "sha256sum",
 ]
 
-# Encoder keys that the denoiser never uses (CLIP's layer4 and attention pool).
+#: Keys of CLIP's visual trunk that the denoiser never builds (its layer4 and attention pool), relative to the
+#: trunk; in a denoiser checkpoint they sit under ``encoder.`` (:mod:`ldct_clip.checkpoints` drops them there).
 UNUSED_ENCODER_PREFIXES = ("layer4.", "attnpool.")
 
 

@@ -222,7 +222,9 @@ def stage_train(args: argparse.Namespace) -> None:
     from ignite.handlers import Checkpoint, DiskSaver
     from monai.handlers import LrScheduleHandler
 
-    from ldct_clip.engine.trainer import BatchMixup, DenoisingTrainer, JSONLinesLogger
+    from ldct_clip.engine.mixup import BatchMixup
+    from ldct_clip.engine.trainer import DenoisingTrainer
+    from ldct_clip.handlers.json_lines import JSONLinesLogger
 
     torch.set_num_threads(args.threads)
     out = run_dir(args)

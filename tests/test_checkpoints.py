@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import PARITY, tiny_model
-from ldct_clip.checkpoints import infer_config, load_checkpoint, load_weights, save_checkpoint
+from ldct_clip.checkpoints import extract_state_dict, infer_config, load_checkpoint, load_weights, save_checkpoint
 from ldct_clip.errors import WeightsError
 
 
@@ -37,6 +37,14 @@ def test_authors_file_drops_only_layer4(tmp_path):
     ema = load_checkpoint(tmp_path / "ema.pth", param_key="params_ema")
     assert torch.count_nonzero(ema.last.weight) == 0
     assert torch.count_nonzero(load_checkpoint(tmp_path / "ema.pth").last.weight) > 0
+
+
+def test_unused_encoder_keys_are_the_weights_modules_list():
+    from ldct_clip.weights import UNUSED_ENCODER_PREFIXES
+
+    state = dict(tiny_model().state_dict())
+    extra = {f"encoder.{prefix}0.weight": torch.zeros(1) for prefix in UNUSED_ENCODER_PREFIXES}
+    assert set(extract_state_dict({"params": {**state, **extra}})) == set(state)
 
 
 def test_inferred_rgb_config():

@@ -31,10 +31,20 @@ from tolerances import assert_rounded_close
 
 
 def test_identity_model_returns_input_hu():
-    hu = np.random.default_rng(0).uniform(-1024, 3072, (70, 90, 7)).astype(np.float32)
+    # whole HU in (as CT stores them), whole HU out: the config's postprocessing rounds (#21)
+    hu = np.random.default_rng(0).integers(-1024, 3072, (70, 90, 7)).astype(np.float32)
     out = denoise_volume(hu, torch.nn.Identity(), roi_size=(64, 64), overlap=0.25, sw_batch_size=3)
     assert out.shape == hu.shape and out.dtype == np.float32
     assert np.abs(out - hu).max() < 0.5
+    np.testing.assert_array_equal(out, hu)
+
+
+def test_output_is_rounded_to_whole_hu():
+    # README promises whole HU, as the bundle writes them: fractional input comes back rounded (an identity network)
+    hu = np.random.default_rng(5).uniform(-1000, 3000, (40, 40, 3)).astype(np.float32)
+    out = denoise_volume(hu, torch.nn.Identity())
+    np.testing.assert_array_equal(out, np.round(out))
+    assert_rounded_close(out, np.round(hu), max_fraction=0.002, what="identity output")
 
 
 def test_outside_window_kept_or_clipped():
@@ -51,14 +61,21 @@ def test_single_slice_and_int16_input():
     vol = denoise_volume(hu.astype(np.int16), model, roi_size=(64, 64))
     one = denoise_volume(hu[:, :, 1].astype(np.float32), model, roi_size=(64, 64))
     assert one.shape == (48, 40)
-    np.testing.assert_allclose(vol[:, :, 1], one, atol=0.01)  # HU; batch size changes the float summation order
+    # whole HU; batch size changes the float summation order, which may flip a rounding
+    assert_rounded_close(vol[:, :, 1], one, what="slice 1 alone and in the volume")
 
 
 def test_sliding_windows_blend_to_the_whole_slice_result():
     # on an identity network, overlapping windows with gaussian blending reproduce the input exactly
-    hu = np.random.default_rng(1).normal(0, 100, (96, 80, 2)).astype(np.float32)
+    hu = np.random.default_rng(1).normal(0, 100, (96, 80, 2)).round().astype(np.float32)
     out = denoise_volume(hu, torch.nn.Identity(), roi_size=(48, 48), overlap=0.5)
     assert np.abs(out - hu).max() < 0.05
+    # before the rounding: the inferer's own blend, in HU (the window is 4096 HU wide)
+    from ldct_clip.engine import SliceSlidingWindowInferer
+
+    x = torch.as_tensor(np.random.default_rng(1).uniform(0, 1, (1, 1, 96, 80, 2)).astype(np.float32))
+    blended = SliceSlidingWindowInferer((48, 48), overlap=0.5, sw_batch_size=4)(x, torch.nn.Identity())
+    assert (blended - x).abs().max() * 4096 < 0.05
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ldct_clip.checkpoints import load_checkpoint
-from ldct_clip.engine.trainer import read_log
+from ldct_clip.handlers.json_lines import read_log
 
 from conftest import TINY
 from test_training import CONFIGS, TINY_TRAIN, write_volumes

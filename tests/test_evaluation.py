@@ -97,7 +97,7 @@ def test_metrics_match_compute_metrics(data, report):
     model = prepare_model(load_checkpoint(data / "tiny.pt"), "cpu")
     outputs = {
         "input": ld,
-        "network": denoise_volume(ld, model, roi_size=ROI_SIZE, precision="fp32"),
+        "network": denoise_volume(ld, model, roi_size=ROI_SIZE, precision="fp32", workflow="evaluate"),
         "nlm": denoise_nlm(ld, estimate_noise_sd(ld)),
     }
     rows = {r["method"]: r for r in read_csv(data / "out" / "per_case.csv") if r["case"] == "case_a"}

@@ -1,4 +1,4 @@
-"""Tests for ldct_clip.rgb.camera: the CBDNet-style camera pipeline used to make sRGB training pairs.
+"""Tests for ldct_clip.rgb.isp and ldct_clip.rgb.camera: the CBDNet-style camera pipeline used to make sRGB training pairs.
 
 Images come from scikit-image (``astronaut``, public domain), scaled to [0, 1].  The round trip
 sRGB -> raw -> sRGB loses information only at mosaicing (2 of 3 samples per pixel dropped):
@@ -22,13 +22,11 @@ from scipy import ndimage
 from skimage import data, transform
 
 from ldct_clip.errors import InputError
-from ldct_clip.rgb.camera import (
+from ldct_clip.rgb.camera import RandCameraNoise, RandCameraNoised, add_raw_noise, synthesize_camera_noise
+from ldct_clip.rgb.isp import (
     BAYER_PATTERNS,
     CAMERA_CCMS,
     ISPParams,
-    SimulateCameraNoise,
-    SimulateCameraNoised,
-    add_raw_noise,
     camera_to_srgb,
     demosaic_malvar,
     linear_to_srgb,
@@ -38,7 +36,6 @@ from ldct_clip.rgb.camera import (
     srgb_to_camera,
     srgb_to_linear,
     srgb_to_raw,
-    synthesize_camera_noise,
 )
 
 CAMERAS = [
@@ -298,7 +295,7 @@ def test_torch_input_keeps_type(smooth_crop: np.ndarray) -> None:
 
 def test_dict_transform_keeps_clean_label_and_is_deterministic(smooth_crop: np.ndarray) -> None:
     def pipeline() -> Compose:
-        return Compose([SimulateCameraNoised(keys=["image"], sigma_s=0.04, sigma_c=0.03, target_key="label")])
+        return Compose([RandCameraNoised(keys=["image"], sigma_s=0.04, sigma_c=0.03, target_key="label")])
 
     a = pipeline().set_random_state(1)({"image": smooth_crop})
     b = pipeline().set_random_state(1)({"image": smooth_crop})
@@ -307,7 +304,7 @@ def test_dict_transform_keeps_clean_label_and_is_deterministic(smooth_crop: np.n
     assert not np.array_equal(a["image"], smooth_crop)
     np.testing.assert_array_equal(a["image"], b["image"])
     assert not np.array_equal(a["image"], c["image"])
-    skip = SimulateCameraNoised(keys="image", prob=0.0, target_key="label")({"image": smooth_crop})
+    skip = RandCameraNoised(keys="image", prob=0.0, target_key="label")({"image": smooth_crop})
     np.testing.assert_array_equal(skip["image"], smooth_crop)
     np.testing.assert_array_equal(skip["label"], smooth_crop)
 
@@ -315,7 +312,7 @@ def test_dict_transform_keeps_clean_label_and_is_deterministic(smooth_crop: np.n
 def test_quantize_rounds_the_noisy_image_to_8_bits(smooth_crop: np.ndarray) -> None:
     # the sRGB training config quantises the camera noise as the reference's noisy PNGs are
     def noisy(quantize: bool) -> torch.Tensor:
-        t = SimulateCameraNoised(keys="image", quantize=quantize).set_random_state(3)
+        t = RandCameraNoised(keys="image", quantize=quantize).set_random_state(3)
         return t({"image": torch.from_numpy(smooth_crop.astype(np.float32))})["image"]
 
     plain, rounded = noisy(False), noisy(True)
@@ -327,11 +324,26 @@ def test_quantize_rounds_the_noisy_image_to_8_bits(smooth_crop: np.ndarray) -> N
 
 
 def test_array_transform_is_deterministic(smooth_crop: np.ndarray) -> None:
-    t1 = SimulateCameraNoise(sample=True).set_random_state(3)
-    t2 = SimulateCameraNoise(sample=True).set_random_state(3)
+    t1 = RandCameraNoise(sample=True).set_random_state(3)
+    t2 = RandCameraNoise(sample=True).set_random_state(3)
     first = t1(smooth_crop)
     np.testing.assert_array_equal(first, t2(smooth_crop))
     assert not np.array_equal(first, t1(smooth_crop))  # fresh draw on each call
+
+
+def test_old_names_warn_and_give_the_same_noise(smooth_crop: np.ndarray) -> None:
+    from ldct_clip.rgb.camera import SimulateCameraNoise, SimulateCameraNoised
+
+    with pytest.warns(FutureWarning, match="RandCameraNoise"):
+        old = SimulateCameraNoise(sample=True)
+    np.testing.assert_array_equal(old.set_random_state(3)(smooth_crop),
+                                  RandCameraNoise(sample=True).set_random_state(3)(smooth_crop))
+    with pytest.warns(FutureWarning, match="RandCameraNoised"):
+        oldd = SimulateCameraNoised(keys="image", target_key="label")
+    a = oldd.set_random_state(4)({"image": smooth_crop})
+    b = RandCameraNoised(keys="image", target_key="label").set_random_state(4)({"image": smooth_crop})
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], smooth_crop)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,8 +382,8 @@ def test_bad_arrays_and_noise_levels_raise_input_error(smooth_crop: np.ndarray) 
         lambda: synthesize_camera_noise(smooth_crop, sigma_c=-1.0, seed=0),
         lambda: synthesize_camera_noise(smooth_crop, sample=True, sigma_s_range=(0.1, 0.0), seed=0),
         lambda: synthesize_camera_noise(smooth_crop, params="RGGB", seed=0),
-        lambda: SimulateCameraNoise(sigma_s=-0.1),
-        lambda: SimulateCameraNoised(keys=["image"], target_key="image"),
+        lambda: RandCameraNoise(sigma_s=-0.1),
+        lambda: RandCameraNoised(keys=["image"], target_key="image"),
     ]
     for case in cases:
         with pytest.raises(InputError):

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("ldct_clip.evaluation",),
     ("ldct_clip.handlers",),
     ("ldct_clip.rgb",),
-    ("ldct_clip.workflows", "ldct_clip.pacs", "ldct_clip.cli", "ldct_clip.__main__", "ldct_clip"),
+    ("ldct_clip.workflows", "ldct_clip.pacs", "ldct_clip.commands", "ldct_clip.cli", "ldct_clip.__main__",
+     "ldct_clip"),
 ]
 
 

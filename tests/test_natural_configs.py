@@ -20,12 +20,12 @@ from ldct_clip.bundle import run_config
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.errors import InputError, WeightsError
 from ldct_clip.rgb.folders import find_images, output_names
-from ldct_clip.rgb.io import read_rgb, to_uint8, write_png
-from ldct_clip.rgb.metrics import psnr_8bit, ssim_8bit
+from ldct_clip.rgb.io import read_rgb, write_png
+from ldct_clip.metrics.rgb import psnr_8bit, ssim_8bit, to_uint8
 from ldct_clip.rgb.pairs import find_pairs
 from ldct_clip.rgb.datasets import NoisyImageSet, noise_seed
 from ldct_clip.rgb.evaluation import RGBEvaluationHandler
-from ldct_clip.rgb.training import RGBImageQualityMetric
+from ldct_clip.metrics.cumulative import RGBImageQualityMetric
 from ldct_clip.rgb.noise import NOISE_SUITE, noise_suite_settings
 from test_bundle import monai_bundle
 from tolerances import assert_rounded_close, assert_text_matches
@@ -340,12 +340,12 @@ def test_train_configs_follow_the_paper():
         assert p["train"]["trainer"]["_target_"] == "ldct_clip.engine.trainer.DenoisingTrainer"
     assert natural["noise"] == "gaussian" and natural["sigma"] == 15.0
     targets = [t["_target_"] for t in srgb["train"]["preprocessing"]["transforms"]]
-    assert "ldct_clip.rgb.camera.SimulateCameraNoised" in targets and "ldct_clip.rgb.noise.AddNaturalNoised" not in targets
+    assert "ldct_clip.rgb.camera.RandCameraNoised" in targets and "ldct_clip.rgb.noise.RandNaturalNoised" not in targets
     # the sRGB recipe is the natural one with the noise swapped: same transforms otherwise, and the camera noise
     # rounded to 8 bits by a named parameter (the reference trains on noisy PNGs), not a lambda in JSON
     natural_targets = [t["_target_"] for t in natural["train"]["preprocessing"]["transforms"]]
     assert [t for t in targets if "Noise" not in t] == [t for t in natural_targets if "Noise" not in t]
-    camera = srgb["train"]["preprocessing"]["transforms"][targets.index("ldct_clip.rgb.camera.SimulateCameraNoised")]
+    camera = srgb["train"]["preprocessing"]["transforms"][targets.index("ldct_clip.rgb.camera.RandCameraNoised")]
     assert camera["quantize"] is True and "Lambdad" not in targets
     assert srgb["sigma_s"] == 0.04 and srgb["sigma_c"] == 0.03 and srgb["raw_noise_model"] == "reference"
 

@@ -19,8 +19,8 @@ from ldct_clip.errors import InputError
 from ldct_clip.rgb.noise import (
     NOISE_KINDS,
     NOISE_SUITE,
-    AddNaturalNoise,
-    AddNaturalNoised,
+    RandNaturalNoise,
+    RandNaturalNoised,
     add_noise,
     noise_suite_settings,
 )
@@ -230,8 +230,8 @@ def test_bad_arguments_raise_input_error(image, kind, level, seed) -> None:
 
 def test_array_transform_is_deterministic_under_set_random_state() -> None:
     x = _const(0.5, (3, 64, 64))
-    a = AddNaturalNoise("gaussian", 25).set_random_state(5)
-    b = AddNaturalNoise("gaussian", 25).set_random_state(5)
+    a = RandNaturalNoise("gaussian", 25).set_random_state(5)
+    b = RandNaturalNoise("gaussian", 25).set_random_state(5)
     ya1, ya2 = a(x), a(x)
     np.testing.assert_array_equal(ya1, b(x))
     np.testing.assert_array_equal(ya2, b(x))
@@ -241,7 +241,7 @@ def test_array_transform_is_deterministic_under_set_random_state() -> None:
 
 def test_array_transform_level_choices_and_prob() -> None:
     x = _const(0.5, (3, 64, 64))
-    t = AddNaturalNoise("gaussian", [15, 50]).set_random_state(0)
+    t = RandNaturalNoise("gaussian", [15, 50]).set_random_state(0)
     picked = set()
     for _ in range(12):
         sd = float(np.std(t(x) - x)) * 255.0
@@ -249,19 +249,34 @@ def test_array_transform_level_choices_and_prob() -> None:
         assert sd == pytest.approx(level, rel=0.05)
         picked.add(level)
     assert picked == {15, 50}
-    off = AddNaturalNoise("gaussian", 15, prob=0.0)
+    off = RandNaturalNoise("gaussian", 15, prob=0.0)
     assert off(x) is x
     with pytest.raises(InputError):
-        AddNaturalNoise("nope", 15)
+        RandNaturalNoise("nope", 15)
     with pytest.raises(InputError):
-        AddNaturalNoise("gaussian", [])
+        RandNaturalNoise("gaussian", [])
+
+
+def test_old_names_warn_and_give_the_same_noise() -> None:
+    from ldct_clip.rgb.noise import AddNaturalNoise, AddNaturalNoised
+
+    x = _const(0.5, (3, 32, 32))
+    with pytest.warns(FutureWarning, match="RandNaturalNoise"):
+        old = AddNaturalNoise("gaussian", 25)
+    np.testing.assert_array_equal(old.set_random_state(5)(x), RandNaturalNoise("gaussian", 25).set_random_state(5)(x))
+    with pytest.warns(FutureWarning, match="RandNaturalNoised"):
+        oldd = AddNaturalNoised(keys="image", level=25, target_key="label")
+    new = RandNaturalNoised(keys="image", level=25, target_key="label")
+    a, b = oldd.set_random_state(2)({"image": x}), new.set_random_state(2)({"image": x})
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], x)
 
 
 def test_dict_transform_keeps_clean_target_and_is_deterministic() -> None:
     x = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32)
     def pipeline() -> Compose:
         # As a bundle config would use it; Compose seeds its members from its own seed.
-        return Compose([AddNaturalNoised(keys=["image"], noise="poisson", level=3.0, target_key="label")])
+        return Compose([RandNaturalNoised(keys=["image"], noise="poisson", level=3.0, target_key="label")])
 
     out1 = pipeline().set_random_state(9)({"image": x, "other": 1})
     out2 = pipeline().set_random_state(9)({"image": x, "other": 1})
@@ -273,16 +288,16 @@ def test_dict_transform_keeps_clean_target_and_is_deterministic() -> None:
     assert not np.array_equal(out1["image"], out3["image"])
     assert out1["other"] == 1
     # prob 0: no noise, but the training pair is still formed.
-    skip = AddNaturalNoised(keys="image", prob=0.0, target_key="label")({"image": x})
+    skip = RandNaturalNoised(keys="image", prob=0.0, target_key="label")({"image": x})
     np.testing.assert_array_equal(skip["image"], x)
     np.testing.assert_array_equal(skip["label"], x)
 
 
 def test_dict_transform_shares_one_draw_across_keys_and_validates_targets() -> None:
     x = _const(0.5, (1, 32, 32))
-    out = AddNaturalNoised(keys=["a", "b"], level=25).set_random_state(0)({"a": x, "b": x.copy()})
+    out = RandNaturalNoised(keys=["a", "b"], level=25).set_random_state(0)({"a": x, "b": x.copy()})
     np.testing.assert_array_equal(out["a"], out["b"])
     with pytest.raises(InputError):
-        AddNaturalNoised(keys=["image"], target_key="image")
+        RandNaturalNoised(keys=["image"], target_key="image")
     with pytest.raises(InputError):
-        AddNaturalNoised(keys=["a", "b"], target_key="label")
+        RandNaturalNoised(keys=["a", "b"], target_key="label")

@@ -16,7 +16,7 @@ from ldct_clip.errors import InputError
 from ct_factory import write_nifti
 from ldct_clip.simulation.noise_bank import build_noise_bank
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.engine.trainer import read_log
+from ldct_clip.handlers.json_lines import read_log
 
 from test_training import CONFIGS, monai_train
 

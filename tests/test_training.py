@@ -24,14 +24,10 @@ from ldct_clip.transforms.ct_noise import RandCTNoised, sigma_for_slice_thicknes
 from ldct_clip.errors import InputError
 from ct_factory import write_nifti
 from ldct_clip.simulation.phantom import make_phantom
-from ldct_clip.engine.trainer import (
-    BatchMixup,
-    CTImageQualityMetric,
-    DenoisingTrainer,
-    num_epochs,
-    read_log,
-    trainable_parameter_names,
-)
+from ldct_clip.engine.mixup import BatchMixup
+from ldct_clip.engine.trainer import DenoisingTrainer, num_epochs, trainable_parameter_names
+from ldct_clip.handlers.json_lines import read_log
+from ldct_clip.metrics.cumulative import CTImageQualityMetric
 
 from conftest import TINY, tiny_model
 

@@ -1,5 +1,6 @@
-"""Engines of ldct-clip: the evaluator every bundle config runs and its datasets, the trainer, the slice inferer,
-precision, and tying torchrun workers to their launcher."""
+"""Engines of ldct-clip: the evaluator every bundle config runs and the datasets it iterates, the trainer and its
+batch mixup, the slice inferer, the network's precision, sharding a cohort over processes, and tying torchrun
+workers to their launcher."""
 
 from ldct_clip.engine.dataset import CaseDataset, LazyItems
 from ldct_clip.engine.evaluator import CaseEvaluator, CaseEvents, case_names

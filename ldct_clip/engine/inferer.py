@@ -1,4 +1,24 @@
-"""The inferer of the bundle: a 2D network over the axial slices of a CT volume, with 2D sliding windows."""
+"""The inferer of the bundle: a 2D network over the axial slices of a CT volume, with 2D sliding windows.
+
+Why not ``monai.inferers.SliceInferer`` (MONAI 1.6), which also runs a 2D network over the slices of a volume:
+it is a ``SlidingWindowInferer`` with a one-slice-thick 3D window, and the bundle's inferer must do otherwise in
+ways a subclass would have to override everything for:
+
+* a window larger than the slice: ``sliding_window_inference`` pads the slice with zeros up to ``roi_size``
+  and runs the network on the padded window, so the default 512 x 512 window changes the output near the edges
+  of a smaller or odd-sized slice; here the window is clipped to the slice, and the network sees the slice itself;
+* whole-slice windows (the default on 512 x 512 CT) go to the network directly, ``sw_batch_size`` slices per call,
+  without the window bookkeeping (importance map, and the output and count buffers of the whole volume that
+  ``sliding_window_inference`` allocates); 2D windows with gaussian blending are used only when a slice is larger
+  than ``roi_size`` (still ``sliding_window_inference``, per chunk of slices);
+* the volume is streamed ``sw_batch_size`` slices at a time, and each chunk is checked for NaN or infinite values
+  (a one-line :class:`~ldct_clip.errors.InputError` naming the slices) and the in-plane size (at least
+  :data:`MIN_SIDE`); ``SliceInferer`` takes only ``(B, C, X, Y, Z)`` while this also takes ``(B, C, X, Y)``
+  (the 2D configs: natural and sRGB images);
+* each call runs the network in eval mode (its mode given back after), under the precision policy's autocast
+  (:func:`~ldct_clip.engine.precision.autocast`, ``"auto"`` resolved per device) with channels_last input, and
+  shows progress over slices rather than windows.
+"""
 
 from __future__ import annotations
 

@@ -8,15 +8,14 @@ Beta(1.2, 1.2) on half of the batches; gradient-norm clipping at 0.01; progressi
 
 Here:
 
-* :class:`DenoisingTrainer` -- a ``SupervisedTrainer`` that mixes batches (:class:`BatchMixup`) and clips the
-  gradient norm between backward and the optimizer step (the norm before clipping is kept in
+* :class:`DenoisingTrainer` -- a ``SupervisedTrainer`` that mixes batches (:class:`~ldct_clip.engine.mixup.BatchMixup`)
+  and clips the gradient norm between backward and the optimizer step (the norm before clipping is kept in
   ``engine.state.grad_norm``).
-* :class:`CTImageQualityMetric` -- PSNR or SSIM of HU images under a protocol of :mod:`ldct_clip.metrics`, as a
-  MONAI cumulative metric for ``IgniteMetricHandler``.
-* :class:`JSONLinesLogger` -- an ignite handler writing the training loss, learning rate, gradient norm and
-  validation metrics to a JSON-lines file (what tests and scripts read back).
 * small helpers the bundle config calls: :func:`num_epochs`, :func:`every_n_iterations`,
-  :func:`epoch_to_iteration`.
+  :func:`epoch_to_iteration`, :func:`attach_handlers`.
+
+The validation metrics are :mod:`ldct_clip.metrics.cumulative`'s, the JSON-lines log is
+:class:`ldct_clip.handlers.json_lines.JSONLinesLogger`.
 
 One trainer "epoch" is one validation period of ``val_interval`` iterations: the run is
 ``iterations / val_interval`` epochs of ``epoch_length = val_interval``, so the standard epoch-level MONAI
@@ -25,35 +24,26 @@ handlers (validation, checkpoints, resume) apply unchanged while the data loader
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_prepare_batch
-from monai.metrics import CumulativeIterationMetric
 
+from ldct_clip.engine.mixup import BatchMixup, MixupPrepareBatch
 from ldct_clip.errors import InputError
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
 __all__ = [
-    "BatchMixup",
     "attach_handlers",
-    "CTImageQualityMetric",
     "DenoisingTrainer",
-    "JSONLinesLogger",
     "epoch_to_iteration",
     "every_n_iterations",
     "num_epochs",
-    "read_log",
     "trainable_parameter_names",
 ]
 
@@ -115,64 +105,8 @@ def attach_handlers(engine: Engine, handlers: Sequence[Any] | None, rank0_only: 
 
 
 # ----------------------------------------------------------------------------------------------------------
-# mixup and the trainer
+# the trainer
 # ----------------------------------------------------------------------------------------------------------
-
-
-class BatchMixup:
-    """Mixup of a denoising batch: ``x = lam x + (1 - lam) x[perm]`` and the same for the target.
-
-    With probability ``prob`` per batch (the paper: half of the batches) one ``lam ~ Beta(alpha, alpha)`` and one
-    permutation of the batch are drawn and applied to the noisy input *and* the clean target, so every mixed
-    target is still the clean version of its mixed input (the noise mixes as well; it stays zero mean).
-
-    Args:
-        alpha: Beta distribution parameter (1.2 in the paper).
-        prob: fraction of batches that are mixed.
-        seed: seed of the draws; ``None`` takes one from torch's global generator (set by
-            ``monai.utils.set_determinism``), so runs are reproducible either way.
-
-    Call with ``(inputs, targets)`` tensors ``(B, C, H, W)`` on any device; returns the (possibly) mixed pair.
-    ``last_lambda`` is the lambda of the last call (``None`` when that batch was not mixed).
-    """
-
-    def __init__(self, alpha: float = 1.2, prob: float = 0.5, seed: int | None = None) -> None:
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"mixup alpha must be positive, got {alpha}")
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mixup prob must be in [0, 1], got {prob}")
-        self.alpha = float(alpha)
-        self.prob = float(prob)
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.rng = np.random.default_rng(seed)
-        self.last_lambda: float | None = None
-
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.last_lambda = None
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(f"inputs and targets differ in batch size: {inputs.shape[0]} vs {targets.shape[0]}")
-        # draw in a fixed order whatever the outcome, so the stream does not depend on the batch size
-        mix = self.rng.random() < self.prob
-        lam = float(self.rng.beta(self.alpha, self.alpha))
-        perm = torch.from_numpy(self.rng.permutation(inputs.shape[0])).to(inputs.device)
-        if not mix or inputs.shape[0] < 2:
-            return inputs, targets
-        self.last_lambda = lam
-        return lam * inputs + (1.0 - lam) * inputs[perm], lam * targets + (1.0 - lam) * targets[perm]
-
-
-class _MixupPrepareBatch:
-    """``prepare_batch`` that hands the trainer mixed batches."""
-
-    def __init__(self, base: Callable, mixup: BatchMixup) -> None:
-        self.base = base
-        self.mixup = mixup
-
-    def __call__(self, batchdata: Any, *args: Any, **kwargs: Any) -> Any:
-        batch = self.base(batchdata, *args, **kwargs)
-        inputs, targets = self.mixup(batch[0], batch[1])
-        return (inputs, targets, *batch[2:])
 
 
 class DenoisingTrainer(SupervisedTrainer):
@@ -216,7 +150,7 @@ class DenoisingTrainer(SupervisedTrainer):
             optimizer=optimizer,
             loss_function=torch.nn.L1Loss() if loss_function is None else loss_function,
             epoch_length=epoch_length,
-            prepare_batch=prepare_batch if mixup is None else _MixupPrepareBatch(prepare_batch, mixup),
+            prepare_batch=prepare_batch if mixup is None else MixupPrepareBatch(prepare_batch, mixup),
             **kwargs,
         )
         self.state.grad_norm = None  # type: ignore[attr-defined]
@@ -233,171 +167,7 @@ class DenoisingTrainer(SupervisedTrainer):
         engine.state.grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach()  # type: ignore[attr-defined]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# validation metric
-# ----------------------------------------------------------------------------------------------------------
-
-
-class MeanImageMetric(CumulativeIterationMetric):
-    """A per-image score collected over a validation run; :meth:`aggregate` is the mean of all of them.
-
-    Subclasses implement ``_compute_tensor`` returning ``(B, 1)`` float64 values on ``y_pred``'s device (the
-    buffers are all-gathered across DDP ranks).
-    """
-
-    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor) or data.numel() == 0:
-            raise ValueError("no values to aggregate: the validation set gave no batches")
-        return data.float().mean()
-
-
-class CTImageQualityMetric(MeanImageMetric):
-    """PSNR (dB) or SSIM of HU images under a named protocol of :mod:`ldct_clip.metrics`.
-
-    The default ``"paper"`` protocol compares HU clipped to [-1024, 3072] with data range 4096 and an 11 x 11
-    Gaussian SSIM window: the numbers of the paper's Mayo-2016 table. ``"redcnn"`` and the
-    ``"ldct-benchmark-*"`` windows are the other protocols.
-
-    Args:
-        metric: ``"psnr"``, ``"ssim"`` or ``"rmse"`` (HU).
-        protocol: a protocol name (:data:`ldct_clip.metrics.PROTOCOLS`).
-
-    ``y_pred`` and ``y``: ``(B, 1, X, Y)`` slices or ``(B, 1, X, Y, Z)`` volumes in HU (volumes give the mean
-    over their slices). Each call returns ``(B, 1)``; :meth:`aggregate` the mean over everything seen.
-    """
-
-    def __init__(self, metric: str = "psnr", protocol: str = "paper") -> None:
-        from ldct_clip.metrics import get_protocol
-
-        super().__init__()
-        if metric not in ("psnr", "ssim", "rmse"):
-            raise InputError(f"metric must be 'psnr', 'ssim' or 'rmse', got {metric!r}.")
-        self.metric = metric
-        self.protocol = get_protocol(protocol)
-
-    def _slice_value(self, pred: np.ndarray, target: np.ndarray) -> float:
-        from ldct_clip import metrics as m
-
-        p = self.protocol
-        if self.metric == "rmse":
-            lo, hi = p.rmse_hu_range
-            return m.rmse(np.clip(pred, lo, hi), np.clip(target, lo, hi))
-        wp, wt = m.window(pred, p), m.window(target, p)
-        if self.metric == "psnr":
-            return m.psnr(wp, wt, p.data_range)
-        return m.ssim(wp, wt, p.data_range, window=p.ssim_window, win_size=p.ssim_win_size, sigma=p.ssim_sigma,
-                      region=p.ssim_region, sample_covariance=p.ssim_sample_covariance)
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if y is None or y_pred.shape != y.shape:
-            raise ValueError(f"y_pred and y must have the same shape, got {tuple(y_pred.shape)} and {None if y is None else tuple(y.shape)}")
-        if y_pred.ndim not in (4, 5) or y_pred.shape[1] != 1:
-            raise ValueError(f"expected (B, 1, X, Y[, Z]) HU tensors, got {tuple(y_pred.shape)}")
-        pred = y_pred.detach().float().cpu().numpy()
-        target = y.detach().float().cpu().numpy()
-        values = []
-        for b in range(pred.shape[0]):
-            p, t = pred[b, 0], target[b, 0]
-            if p.ndim == 2:
-                values.append(self._slice_value(p, t))
-            else:
-                values.append(float(np.mean([self._slice_value(p[..., k], t[..., k]) for k in range(p.shape[-1])])))
-        # on the input's device: the buffers are all-gathered across ranks (NCCL needs CUDA tensors)
-        return torch.tensor(values, dtype=torch.float64, device=y_pred.device).reshape(-1, 1)
-
-
-
-# ----------------------------------------------------------------------------------------------------------
-# logging
-# ----------------------------------------------------------------------------------------------------------
-
-
-class JSONLinesLogger:
-    """Append training and validation records to a JSON-lines file.
-
-    Attached to the trainer (``iteration_level=True``), every ``interval`` iterations it writes
-    ``{"kind": "train", "iteration", "epoch", "loss", "lr", "grad_norm", "seconds"}`` where ``loss`` is the mean
-    of the iteration losses since the previous record. Attached to an evaluator (``iteration_level=False``), at
-    the end of each run it writes ``{"kind": "validation", "epoch", "iteration", <metrics>}`` with
-    ``iteration = global_epoch_transform(epoch)``.
-
-    Args:
-        filename: the file (its folder is created). An existing file is appended to (resumed runs continue it).
-        interval: iterations per training record.
-        iteration_level: training (True) or validation (False) records.
-        global_epoch_transform: validation only, maps the evaluator's epoch (the trainer's) to an iteration.
-    """
-
-    def __init__(
-        self,
-        filename: str | os.PathLike,
-        interval: int = 10,
-        iteration_level: bool = True,
-        global_epoch_transform: Callable[[int], int] | None = None,
-    ) -> None:
-        self.filename = Path(filename)
-        self.interval = max(1, int(interval))
-        self.iteration_level = iteration_level
-        self.global_epoch_transform = global_epoch_transform
-        self._losses: list[float] = []
-        self._t0 = time.monotonic()
-
-    def attach(self, engine: Engine) -> None:
-        from ignite.engine import Events
-
-        self.filename.parent.mkdir(parents=True, exist_ok=True)
-        if self.iteration_level:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
-        else:
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
-
-    def _write(self, record: dict[str, Any]) -> None:
-        with open(self.filename, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def _iteration_completed(self, engine: Engine) -> None:
-        output = engine.state.output
-        if isinstance(output, list) and output:  # decollated: the loss is replicated into every item
-            output = output[0]
-        loss = output.get("loss") if isinstance(output, dict) else None
-        if loss is not None:
-            self._losses.append(float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss))
-        if engine.state.iteration % self.interval:
-            return
-        grad_norm = getattr(engine.state, "grad_norm", None)
-        optimizer = getattr(engine, "optimizer", None)
-        self._write({
-            "kind": "train",
-            "iteration": engine.state.iteration,
-            "epoch": engine.state.epoch,
-            "loss": float(np.mean(self._losses)) if self._losses else None,
-            "lr": optimizer.param_groups[0]["lr"] if optimizer is not None else None,
-            "grad_norm": None if grad_norm is None else float(grad_norm),
-            "seconds": round(time.monotonic() - self._t0, 3),
-        })
-        self._losses = []
-
-    def _epoch_completed(self, engine: Engine) -> None:
-        epoch = engine.state.epoch
-        iteration = self.global_epoch_transform(epoch) if self.global_epoch_transform else epoch
-        record: dict[str, Any] = {"kind": "validation", "epoch": epoch, "iteration": iteration}
-        for k, v in engine.state.metrics.items():
-            try:
-                record[k] = float(v)
-            except (TypeError, ValueError):
-                continue
-        self._write(record)
-
-
-def read_log(filename: str | os.PathLike, kind: str | None = None) -> list[dict[str, Any]]:
-    """The records of a :class:`JSONLinesLogger` file (only those of ``kind`` if given)."""
-    records = [json.loads(line) for line in Path(filename).read_text().splitlines() if line.strip()]
-    return [r for r in records if kind is None or r.get("kind") == kind]
-
-
 def trainable_parameter_names(network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     """Names of ``network``'s parameters that ``optimizer`` updates (a check that the encoder stays frozen)."""
     owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
     return [n for n, p in network.named_parameters() if id(p) in owned]
-

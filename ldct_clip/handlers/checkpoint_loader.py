@@ -24,9 +24,12 @@ log = logging.getLogger("ldct_clip")
 class StrictCheckpointLoader:
     """At ``STARTED``, load ``ckpt_path`` into ``engine.network`` and prepare it for inference.
 
-    Unlike MONAI's ``CheckpointLoader`` (``strict=False`` leaves random weights behind a warning), a checkpoint
-    that does not fit the network is refused naming the keys (:func:`~ldct_clip.checkpoints.load_weights`,
-    which reads the authors' ``.pth`` and this project's ``.pt`` without executing pickled code). Then the network
+    MONAI's ``CheckpointLoader`` loads strictly too by default (``strict=True``, ``strict_shape=True``, with
+    ``torch.load(weights_only=True)``), but it takes a state dict laid out as its ``load_dict`` names and ends a
+    mismatch in torch's ``RuntimeError``. This loader reads every checkpoint layout ldct-clip knows -- the authors'
+    ``.pth`` and this project's ``.pt`` (:func:`~ldct_clip.checkpoints.load_weights`) --, refuses one that does not
+    fit the network with a one-line :class:`~ldct_clip.errors.WeightsError` naming the keys, may build the network
+    from the checkpoint, and refuses to start without a checkpoint unless ``allow_untrained``. Then the network
     is put in eval mode with BatchNorm folded into the convs, channels_last and optionally ``torch.compile``
     (:func:`~ldct_clip.engine.precision.prepare_model`).
 

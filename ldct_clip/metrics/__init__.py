@@ -1,10 +1,17 @@
-"""Image-quality metrics for CT denoising under the protocols of the literature, plus noise measurements.
+"""Every metric of ldct-clip, as functions of arrays and as MONAI/ignite metric classes.
 
-:mod:`~ldct_clip.metrics.protocols` names the protocols (HU range, windowing, data range, SSIM window and border
-handling), :mod:`~ldct_clip.metrics.image_quality` computes PSNR, SSIM and RMSE under them, and
-:mod:`~ldct_clip.metrics.noise` measures noise (uniform ROI, SD, NPS and its TG-233 scalars); task-based image
-quality lives in :mod:`~ldct_clip.metrics.detectability` (model observers, low-contrast detectability) and
-:mod:`~ldct_clip.metrics.resolution` (task transfer function).
+* CT image quality under the protocols of the literature: :mod:`~ldct_clip.metrics.protocols` names them (HU
+  range, windowing, data range, SSIM window and border handling), :mod:`~ldct_clip.metrics.image_quality`
+  computes PSNR, SSIM and RMSE under them (the package's one PSNR and one SSIM).
+* 8-bit RGB PSNR and SSIM of the paper's RGB test scripts, on those same two: :mod:`~ldct_clip.metrics.rgb`.
+* The validation metrics of the trainers, as MONAI cumulative metrics for ``IgniteMetricHandler``:
+  :mod:`~ldct_clip.metrics.cumulative` (CT and RGB).
+* Noise: uniform ROI, SD, NPS and its TG-233 scalars (:mod:`~ldct_clip.metrics.noise`).
+* Task-based image quality: model observers and low-contrast detectability
+  (:mod:`~ldct_clip.metrics.detectability`, :mod:`~ldct_clip.metrics.channels`) and the task transfer function
+  (:mod:`~ldct_clip.metrics.resolution`).
+
+Only the CT functions are imported here (numpy/scipy only); import the RGB and cumulative modules by name.
 """
 
 from ldct_clip.metrics.image_quality import compute_metrics, per_slice_metrics, psnr, rmse, ssim, window

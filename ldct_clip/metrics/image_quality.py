@@ -14,7 +14,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from ldct_clip.errors import InputError
 from ldct_clip.metrics.protocols import Protocol, SsimRegion, get_protocol
 
-__all__ = ["compute_metrics", "per_slice_metrics", "psnr", "rmse", "ssim", "window"]
+__all__ = ["METRICS", "compute_metrics", "per_slice_metrics", "psnr", "rmse", "slice_metric", "ssim", "window"]
 
 # ----------------------------------------------------------------------------------------------------------
 # elementary metrics
@@ -157,23 +157,26 @@ def ssim(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _slice_metrics(pred: np.ndarray, target: np.ndarray, p: Protocol) -> tuple[float, float, float]:
-    wp, wt = window(pred, p), window(target, p)
-    lo, hi = p.rmse_hu_range
-    return (
-        psnr(wp, wt, p.data_range),
-        ssim(
-            wp,
-            wt,
-            p.data_range,
-            window=p.ssim_window,
-            win_size=p.ssim_win_size,
-            sigma=p.ssim_sigma,
-            region=p.ssim_region,
-            sample_covariance=p.ssim_sample_covariance,
-        ),
-        rmse(np.clip(pred, lo, hi), np.clip(target, lo, hi)),
-    )
+#: The metrics a protocol defines, in the order :func:`per_slice_metrics` returns them.
+METRICS: tuple[str, ...] = ("psnr", "ssim", "rmse")
+
+
+def slice_metric(pred_hu: np.ndarray, target_hu: np.ndarray, metric: str, protocol: str | Protocol = "paper") -> float:
+    """One metric of ``protocol`` on one ``(X, Y)`` HU slice: PSNR (dB), SSIM or RMSE (HU).
+
+    The inputs are not validated (the callers have); ``metric`` is one of :data:`METRICS`.
+    """
+    p = get_protocol(protocol)
+    if metric == "rmse":
+        lo, hi = p.rmse_hu_range
+        return rmse(np.clip(pred_hu, lo, hi), np.clip(target_hu, lo, hi))
+    wp, wt = window(pred_hu, p), window(target_hu, p)
+    if metric == "psnr":
+        return psnr(wp, wt, p.data_range)
+    if metric == "ssim":
+        return ssim(wp, wt, p.data_range, window=p.ssim_window, win_size=p.ssim_win_size, sigma=p.ssim_sigma,
+                    region=p.ssim_region, sample_covariance=p.ssim_sample_covariance)
+    raise InputError(f"metric must be one of {METRICS}, got {metric!r}.")
 
 
 def per_slice_metrics(pred_hu: np.ndarray, target_hu: np.ndarray, protocol: str | Protocol = "paper") -> dict[str, np.ndarray]:
@@ -190,8 +193,9 @@ def per_slice_metrics(pred_hu: np.ndarray, target_hu: np.ndarray, protocol: str 
     pred, target = check_pair(pred_hu, target_hu)
     if pred.ndim == 2:
         pred, target = pred[:, :, None], target[:, :, None]
-    values = np.array([_slice_metrics(pred[:, :, k], target[:, :, k], p) for k in range(pred.shape[2])])
-    return {"psnr": values[:, 0], "ssim": values[:, 1], "rmse": values[:, 2]}
+    values = np.array([[slice_metric(pred[:, :, k], target[:, :, k], m, p) for m in METRICS]
+                       for k in range(pred.shape[2])])
+    return {m: values[:, i] for i, m in enumerate(METRICS)}
 
 
 def compute_metrics(pred_hu: np.ndarray, target_hu: np.ndarray, protocol: str | Protocol = "paper") -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Image-quality metrics for CT denoising under the protocols of the literature, plus noise measurements.
+"""The metric protocols of the CT denoising literature: the HU range, window and SSIM variant of PSNR/SSIM/RMSE.
 
 PSNR/SSIM/RMSE numbers are only comparable under one protocol (HU range, windowing, data range, SSIM
 window and border handling), so each protocol is a named :class:`Protocol` in :data:`PROTOCOLS`:

@@ -1,4 +1,6 @@
-"""Networks of ldct-clip: nothing here knows about files or HU."""
+"""The network, :class:`CLIPDenoiser`: the frozen CLIP ResNet trunk (:mod:`~ldct_clip.networks.encoder`) and the
+learnable UNet-style decoder (:mod:`~ldct_clip.networks.decoder`).  Tensors in, tensors out: nothing here knows
+about files or HU."""
 
 from ldct_clip.networks.clip_denoiser import CLIPDenoiser
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config

@@ -15,7 +15,8 @@ import numpy as np
 from ldct_clip.engine.dataset import LazyItems
 from ldct_clip.errors import InputError
 from ldct_clip.rgb.folders import find_images, output_names
-from ldct_clip.rgb.io import read_rgb, to_uint8
+from ldct_clip.metrics.rgb import to_uint8
+from ldct_clip.rgb.io import read_rgb
 from ldct_clip.rgb.pairs import ImagePair, find_pairs
 from ldct_clip.rgb.noise import NOISE_KINDS, NOISE_SUITE, add_noise
 

@@ -1,8 +1,8 @@
 """The RGB evaluations' scores, as an ignite handler of the bundle's evaluator: PSNR/SSIM of each 8-bit output
 against its clean reference, then the tables (``configs/natural/evaluate.json``, ``configs/srgb/evaluate.json``).
 
-Metrics follow the paper's test scripts (:func:`~ldct_clip.rgb.metrics.psnr_8bit`,
-:func:`~ldct_clip.rgb.metrics.ssim_8bit`): the network output is clipped to [0, 1] and rounded to 8 bits; PSNR and
+Metrics follow the paper's test scripts (:func:`~ldct_clip.metrics.rgb.psnr_8bit`,
+:func:`~ldct_clip.metrics.rgb.ssim_8bit`): the network output is clipped to [0, 1] and rounded to 8 bits; PSNR and
 SSIM are computed on the RGB channels against the 8-bit clean image.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 from ignite.engine import Events
 
 from ldct_clip.bundle import as_flag
-from ldct_clip.rgb.io import to_uint8, write_png
-from ldct_clip.rgb.metrics import psnr_8bit, ssim_8bit
+from ldct_clip.metrics.rgb import psnr_8bit, ssim_8bit, to_uint8
+from ldct_clip.rgb.io import write_png
 from ldct_clip.rgb.tables import fmt_level, write_tables
 
 __all__ = ["RGBEvaluationHandler"]

@@ -20,9 +20,10 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
 from ldct_clip.errors import InputError
+from ldct_clip.metrics.rgb import to_uint8
 from ldct_clip.reporting.figures import save_png
 
-__all__ = ["read_rgb", "to_uint8", "write_png", "LoadRGB", "LoadRGBd", "SaveRGB", "SaveRGBd"]
+__all__ = ["read_rgb", "write_png", "LoadRGB", "LoadRGBd", "SaveRGB", "SaveRGBd"]
 
 log = logging.getLogger("ldct_clip")
 
@@ -80,19 +81,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     if arr.size == 0:
         raise InputError(f"{path}: the image is empty.")
     return _as_rgb_float(arr, path)
-
-
-def to_uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] -> ``(3, H, W)`` uint8: clipped, then rounded to the nearest 8-bit level.
-
-    uint8 input is returned as a numpy array unchanged.
-    """
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.rint(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path:

@@ -45,16 +45,17 @@ image (with values outside [0, 1]) to the network.  ``clip=True`` clips to [0, 1
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_to_dst_type, ensure_tuple, ensure_tuple_rep
+from monai.transforms import RandomizableTransform
+from monai.utils import deprecated, ensure_tuple
 
+from ldct_clip import __version__
 from ldct_clip.errors import InputError
+from ldct_clip.rgb.arrays import ImageLike, RandNoised, SeedLike, make_rng, restore, to_numpy_image
 
 __all__ = [
     "NOISE_KINDS",
@@ -62,12 +63,11 @@ __all__ = [
     "noise_suite_settings",
     "add_noise",
     "quantize_8bit",
+    "RandNaturalNoise",
+    "RandNaturalNoised",
     "AddNaturalNoise",
     "AddNaturalNoised",
 ]
-
-ImageLike = Union[np.ndarray, torch.Tensor]
-SeedLike = Union[int, np.integer, np.random.Generator, None]
 
 #: Names accepted by :func:`add_noise`, with the meaning of ``level`` for each.
 NOISE_KINDS: dict[str, str] = {
@@ -96,59 +96,6 @@ NOISE_SUITE: dict[str, tuple[float, ...]] = {
 def noise_suite_settings() -> list[tuple[str, float]]:
     """All ``(kind, level)`` pairs of :data:`NOISE_SUITE`, in a fixed order."""
     return [(kind, level) for kind, levels in NOISE_SUITE.items() for level in levels]
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers shared with ldct_clip.rgb.camera
-
-
-def _make_rng(seed: SeedLike) -> np.random.Generator:
-    """A numpy Generator from an int seed, an existing Generator (used as is) or None (fresh entropy)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        return np.random.default_rng()
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}.")
-    if seed < 0:
-        raise InputError(f"seed must be non-negative, got {seed}.")
-    return np.random.default_rng(int(seed))
-
-
-def _to_numpy_image(image: Any, name: str = "image", min_ndim: int = 2) -> np.ndarray:
-    """Float64 numpy copy of a float numpy array / torch tensor, checked for dtype, rank and NaN/inf.
-
-    Float64 so that the noise statistics are not limited by float32 rounding; results are cast back
-    to the input's dtype by :func:`_restore`.
-    """
-    if isinstance(image, torch.Tensor):
-        if not torch.is_floating_point(image):
-            raise InputError(f"{name} must be a float tensor with values in [0, 1], got dtype {image.dtype}.")
-        arr = image.detach().to("cpu", torch.float64).numpy()
-    elif isinstance(image, np.ndarray):
-        if not np.issubdtype(image.dtype, np.floating):
-            raise InputError(
-                f"{name} must be a float array with values in [0, 1], got dtype {image.dtype} "
-                "(divide 8-bit images by 255 first)."
-            )
-        arr = image.astype(np.float64)
-    else:
-        raise InputError(f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}.")
-    if arr.ndim < min_ndim:
-        raise InputError(f"{name} must have at least {min_ndim} dimensions (..., H, W), got shape {arr.shape}.")
-    if arr.size == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape}).")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} contains NaN or infinite values.")
-    return arr
-
-
-def _restore(result: np.ndarray, like: ImageLike) -> ImageLike:
-    """``result`` with the container type, dtype and device of ``like`` (MetaTensor metadata kept)."""
-    if isinstance(like, torch.Tensor):
-        out, *_ = convert_to_dst_type(result, dst=like, dtype=like.dtype)
-        return out
-    return result.astype(like.dtype, copy=False)
 
 
 def _check_level(kind: str, level: Any) -> float:
@@ -237,14 +184,14 @@ def add_noise(
     if kind not in NOISE_KINDS:
         raise InputError(f"unknown noise kind {kind!r}; choose one of {sorted(NOISE_KINDS)}.")
     level = _check_level(kind, level)
-    x = _to_numpy_image(image)
-    rng = _make_rng(seed)
+    x = to_numpy_image(image)
+    rng = make_rng(seed)
     y = _noisy(x, kind, level, rng)
     if quantize:
         y = quantize_8bit(y)
     elif clip:
         y = np.clip(y, 0.0, 1.0)
-    return _restore(y, image)
+    return restore(y, image)
 
 
 def quantize_8bit(image: np.ndarray) -> np.ndarray:
@@ -264,15 +211,7 @@ def _check_levels(kind: str, level: float | Sequence[float]) -> tuple[float, ...
     return tuple(_check_level(kind, lv) for lv in levels)
 
 
-def _clone(img: Any) -> Any:
-    if isinstance(img, torch.Tensor):
-        return img.clone()
-    if isinstance(img, np.ndarray):
-        return img.copy()
-    raise InputError(f"cannot copy an image of type {type(img).__name__}: expected a numpy array or a torch tensor.")
-
-
-class AddNaturalNoise(RandomizableTransform):
+class RandNaturalNoise(RandomizableTransform):
     """Add synthetic natural-image noise to a float [0, 1] image of shape (C, H, W) (any (..., H, W)).
 
     Wraps :func:`add_noise`.  Each call draws, from the transform's own random state ``self.R``,
@@ -323,60 +262,14 @@ class AddNaturalNoise(RandomizableTransform):
         return add_noise(img, self.noise, self._level, seed=self._seed, clip=self.clip, quantize=self.quantize)
 
 
-class RandNoised(RandomizableTransform, MapTransform):
-    """Dictionary wrapper of a random array noise transform: one draw per call, used for every key.
-
-    Args:
-        keys: keys of the images to make noisy.
-        noiser: the array transform (with ``randomize()`` and ``__call__(img, randomize=False)``).
-        prob: probability of adding noise at a call.
-        target_key: key(s) that receive a copy of the clean image (e.g. ``"label"``), one per key; written
-            whether or not the noise is applied this time.
-        allow_missing_keys: do not raise if a key is missing.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        noiser: RandomizableTransform,
-        prob: float = 1.0,
-        target_key: str | Sequence[str] | None = None,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.noiser = noiser
-        self.target_keys = _target_keys(self.keys, target_key)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandNoised:
-        super().set_random_state(seed, state)
-        self.noiser.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.noiser.randomize()
-
-    def __call__(self, data: Mapping[Hashable, ImageLike]) -> dict[Hashable, ImageLike]:
-        d = dict(data)
-        self.randomize()
-        for key, target in self.key_iterator(d, self.target_keys):
-            if target is not None:
-                d[target] = _clone(d[key])
-            if self._do_transform:
-                d[key] = self.noiser(d[key], randomize=False)
-        return d
-
-
-class AddNaturalNoised(RandNoised):
-    """Dictionary version of :class:`AddNaturalNoise`.
+class RandNaturalNoised(RandNoised):
+    """Dictionary version of :class:`RandNaturalNoise`.
 
     The same random draw (level and noise field) is used for every key of one call.
 
     Args:
         keys: keys of the images to corrupt, e.g. ``["image"]``.
-        noise, level, prob, clip, quantize: as in :class:`AddNaturalNoise`.
+        noise, level, prob, clip, quantize: as in :class:`RandNaturalNoise`.
         target_key: if given, a copy of each clean image is stored under this key before the noise is
             added (one target key per key, or a single one when ``keys`` has one key), e.g.
             ``keys=["image"], target_key="label"`` makes a denoising training pair.  The target is
@@ -396,18 +289,16 @@ class AddNaturalNoised(RandNoised):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
-            keys, AddNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize), prob,
+            keys, RandNaturalNoise(noise=noise, level=level, prob=1.0, clip=clip, quantize=quantize), prob,
             target_key, allow_missing_keys,
         )
 
 
-def _target_keys(keys: tuple[Hashable, ...], target_key: Any) -> tuple[Hashable | None, ...]:
-    """One target key per key (or Nones), validated so that a target never overwrites an input."""
-    if target_key is None:
-        return ensure_tuple_rep(None, len(keys))
-    targets = ensure_tuple(target_key)
-    if len(targets) != len(keys):
-        raise InputError(f"target_key needs one key per key in keys ({len(keys)}), got {len(targets)}: {targets}.")
-    if len(set(targets)) != len(targets) or set(targets) & set(keys):
-        raise InputError(f"target_key {targets} must be distinct and must not be one of keys {tuple(keys)}.")
-    return targets
+@deprecated(since="0.1.0", removed="0.2.0", msg_suffix="Use RandNaturalNoise.", version_val=__version__)
+class AddNaturalNoise(RandNaturalNoise):
+    """Deprecated name of :class:`RandNaturalNoise` (MONAI names random transforms ``Rand...``)."""
+
+
+@deprecated(since="0.1.0", removed="0.2.0", msg_suffix="Use RandNaturalNoised.", version_val=__version__)
+class AddNaturalNoised(RandNaturalNoised):
+    """Deprecated name of :class:`RandNaturalNoised` (MONAI names random transforms ``Rand...``)."""

@@ -31,7 +31,8 @@ import numpy as np
 
 from ldct_clip.errors import InputError
 from ldct_clip.rgb.folders import find_images
-from ldct_clip.rgb.io import read_rgb, to_uint8
+from ldct_clip.metrics.rgb import to_uint8
+from ldct_clip.rgb.io import read_rgb
 
 __all__ = ["NOISY_TOKENS", "CLEAN_TOKENS", "SIDD_MAT_FILES", "ImagePair", "find_pairs"]
 

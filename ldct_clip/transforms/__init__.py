@@ -1,5 +1,5 @@
-"""MONAI transforms of ldct-clip, as array/dictionary pairs: loading CT cases, keeping what the HU window clips, writing outputs,
-the online CT training noise."""
+"""MONAI transforms of the CT task, as array/dictionary pairs: loading CT cases, the online CT training noise,
+keeping what the HU window clips, writing the outputs."""
 
 from ldct_clip.transforms.ct_noise import CTNoise, RandCTNoise, RandCTNoised, sigma_for_slice_thickness
 from ldct_clip.transforms.io import LoadCTImage, LoadCTImaged

@@ -93,7 +93,7 @@ def make_case(index: int, dose_range: tuple[float, float], slices: int = 2) -> d
 
 
 def stage_data(args: argparse.Namespace) -> None:
-    bank = args.workdir / "bank"
+    bank = args.workdir / args.bank
     bank.mkdir(parents=True, exist_ok=True)
     shard, nshards = (int(v) for v in args.shard.split("/"))
     t0 = time.monotonic()
@@ -102,7 +102,12 @@ def stage_data(args: argparse.Namespace) -> None:
         path = bank / f"case{i:05d}.npz"
         if path.exists():
             continue
-        case = make_case(i, tuple(args.dose_range))
+        if args.content == "legacy":
+            case = make_case(i, tuple(args.dose_range))
+        else:  # unit-SD noise, rescaled to --noise-sd at training (ldct_clip.simulation.training_bank)
+            from ldct_clip.simulation.training_bank import make_content_case
+
+            case = make_content_case(i, args.content)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **case)
         os.replace(tmp, path)
@@ -193,6 +198,15 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
         load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
     elif args.init == "identity":
         identity_init(net)
+    if args.encoder_from:
+        # the paper's set-up in miniature: a trunk pretrained elsewhere (here: on natural images), then frozen
+        from ldct_clip.weights import read_state_dict
+
+        state = read_state_dict(args.encoder_from)
+        trunk = {k: v for k, v in state.items() if k.startswith(("encoder.", "first."))}
+        missing = net.load_state_dict(trunk, strict=False).missing_keys
+        if any(k.startswith(("encoder.", "first.")) for k in missing):
+            raise SystemExit(f"{args.encoder_from} lacks trunk weights: {missing[:3]}")
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
@@ -215,11 +229,12 @@ def stage_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = run_dir(args)
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted(glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
-    if args.max_cases:
-        files = files[: args.max_cases]
+    files = []
+    for bank in args.bank:
+        found = sorted(glob.glob(str(args.workdir / bank / "case*[0-9].npz")))
+        files += found[: args.max_cases] if args.max_cases else found
     if not files:
-        raise SystemExit(f"no bank in {args.workdir / 'bank'}: run the data stage first")
+        raise SystemExit(f"no bank in {args.workdir} {args.bank}: run the data stage first")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     settings["bank_cases"] = len(files)
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
@@ -227,7 +242,15 @@ def stage_train(args: argparse.Namespace) -> None:
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.iterations, eta_min=1e-6)
-    data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
+    with np.load(files[0]) as z:
+        scaled = "noise_unit" in z.files
+    if scaled:  # a content bank: the noise SD is drawn per crop from --noise-sd
+        from ldct_clip.simulation.training_bank import ContentCrops
+
+        data = ContentCrops(files, args.crop, tuple(args.noise_sd), seed=args.seed + 1,
+                            target_sd=tuple(args.target_noise_sd) if args.target_noise_sd else None)
+    else:
+        data = BankCrops(files, args.crop, args.noise, args.sigma, seed=args.seed + 1)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=0)
     if args.iterations % args.save_every:
         raise SystemExit("--iterations must be a multiple of --save-every")
@@ -320,12 +343,46 @@ def stage_export(args: argparse.Namespace) -> None:
     src = run_dir(args)
     model = load_checkpoint(src / "final.pt")
     dest = Path(args.out)
-    save_checkpoint(model, dest)
+    prov = dest.with_suffix(".json")
+    old = json.loads(prov.read_text()) if prov.exists() else {}  # read before the weights it describes are replaced
     settings = json.loads((src / "settings.json").read_text())
+    init_from = Path(settings["init_from"]) if settings.get("init_from") else None
+    init_prov = None
+    if init_from is not None and not (init_from.parent / "wall_seconds.json").exists():
+        # continued from shipped weights (not a run of this workdir): their provenance file describes them
+        init_json = init_from.with_suffix(".json")
+        if init_from.resolve() == dest.resolve() or not init_json.exists():
+            init_prov = old if init_from.resolve() == dest.resolve() else None
+        else:
+            init_prov = json.loads(init_json.read_text())
+        if init_prov is None:
+            raise SystemExit(f"{init_from}: no run folder and no provenance JSON next to it")
+    save_checkpoint(model, dest)
     wall = json.loads((src / "wall_seconds.json").read_text())
-    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / "bank" / "case*[0-9].npz")))
+    banks = settings.get("bank", ["bank"])
+    ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / banks[0] / "case*[0-9].npz")))
     ids = ids[: settings["max_cases"]] if settings.get("max_cases") else ids
     missing = sorted(set(range(ids[-1] + 1)) - set(ids)) if ids else []
+    content_data = None
+    if settings.get("noise_sd") and banks != ["bank"]:  # content banks (ldct_clip.simulation.training_bank)
+        counts = {}
+        for b in banks:
+            files = sorted(glob.glob(str(args.workdir / b / "case*[0-9].npz")))
+            files = files[: settings["max_cases"]] if settings.get("max_cases") else files
+            with np.load(files[0]) as z:
+                counts[str(z["content"])] = len(files)
+        target = settings.get("target_noise_sd")
+        content_data = (
+            f"{settings['bank_cases']} single-slice cases of ldct_clip.simulation.training_bank.make_content_case "
+            f"(case i of each content, i = 0..n-1): {counts} (phantom: the procedural regions; textured: "
+            "ldct_clip.simulation.textured_phantom bodies of 15-45 cm; natural: photographs bundled with scikit-image, "
+            "ldct_clip.simulation.natural_content, mapped to HU); 192-320 px of 0.3-2 mm (log-uniform), FBP filters "
+            "ramp/shepp-logan/cosine/hamming/hann with the matching resolution blur in 70 % of cases (sharp edges in the "
+            "others), flux 5e4-1e6; projection-domain "
+            f"noise (simulate_low_dose, Poisson) rescaled per crop to an SD of {settings['noise_sd']} HU (log-uniform); "
+            + (f"target: the normal-dose image (noise SD {target} HU, the input adding independent extra noise)"
+               if target else "target: the noise-free slice")
+            + ". No real CT (pydicom / pydicom-data) was used.")
     provenance = {
         "name": "demo",
         "label": DEMO_LABEL,
@@ -339,7 +396,7 @@ def stage_export(args: argparse.Namespace) -> None:
         "training": {
             "commands": args.commands or [],
             "script": "scripts/train_demo.py",
-            "data": (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.simulation.phantom.make_phantom, seeds "
+            "data": content_data or (f"{settings['bank_cases']} procedural phantom cases (ldct_clip.simulation.phantom.make_phantom, seeds "
                      f"0..{ids[-1]}{' except ' + str(missing) if missing else ''}, regions {REGION_NAMES} in turn, "
                      "2 slices each, 192-320 px, "
                      "pixel spacing 0.75-1.3 x the region's field of view / size, slice thickness 1-5 mm); "
@@ -349,7 +406,8 @@ def stage_export(args: argparse.Namespace) -> None:
                         f" (i.i.d. Gaussian {settings['sigma']}/255)")
                      + "; target: the noise-free phantom. No real CT (pydicom / pydicom-data) was used."),
             "seeds": {"network": settings["seed"], "crops": settings["seed"] + 1, "mixup": settings["seed"] + 2,
-                      "bank": "case i uses phantom seed i and noise seed i"},
+                      "bank": ("case i of content c: numpy default_rng([i, index of c in CONTENTS, 20261206]) for "
+                               "everything" if content_data else "case i uses phantom seed i and noise seed i")},
             "iterations": wall["iteration"],
             "batch": settings["batch"], "crop": settings["crop"], "lr": settings["lr"],
             "recipe": "L1, AdamW (wd 1e-4), cosine to 1e-6, mixup Beta(1.2,1.2) p=0.5, grad-norm clip 0.01, "
@@ -362,7 +420,16 @@ def stage_export(args: argparse.Namespace) -> None:
         "validation": json.loads((src / "eval.json").read_text()) if (src / "eval.json").exists() else None,
         "benchmark": None,
     }
-    if settings.get("init_from"):
+    if init_prov is not None:
+        t = init_prov["training"]
+        before_it = t.get("total_iterations", t["iterations"])
+        before_s = t.get("total_wall_seconds", t["wall_seconds"])
+        provenance["training"]["continued_from"] = {
+            "weights": str(init_from.name), "sha256": init_prov["sha256"], "iterations": before_it,
+            "wall_seconds": before_s, "training": t}
+        provenance["training"]["total_iterations"] = before_it + wall["iteration"]
+        provenance["training"]["total_wall_seconds"] = round(before_s + wall["seconds"], 1)
+    elif settings.get("init_from"):
         # a continuation: record the run it started from, and the total of both
         parent = Path(settings["init_from"]).parent
         pw = json.loads((parent / "wall_seconds.json").read_text())
@@ -374,8 +441,10 @@ def stage_export(args: argparse.Namespace) -> None:
         provenance["training"]["total_wall_seconds"] = round(pw["seconds"] + wall["seconds"], 1)
     if args.pilots:
         provenance["encoder_comparison"] = json.loads(Path(args.pilots).read_text())
-    prov = dest.with_suffix(".json")
-    old = json.loads(prov.read_text()) if prov.exists() else {}
+    elif old.get("encoder_comparison"):
+        provenance["encoder_comparison"] = old["encoder_comparison"]  # the lineage's earlier comparison
+    if args.real_ct_pilots:
+        provenance["real_ct_pilots"] = json.loads(Path(args.real_ct_pilots).read_text())
     provenance["benchmark"] = old.get("benchmark")  # written by scripts/benchmark_quality.py --provenance
     prov.write_text(json.dumps(provenance, indent=2) + "\n")
     print(f"wrote {dest} ({DEMO_LABEL}; {dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
@@ -397,6 +466,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--cases", type=int, default=700, help="cases (2 slices each), seeds 0..cases-1")
     d.add_argument("--dose-range", type=float, nargs=2, default=[0.1, 0.5])
     d.add_argument("--shard", default="0/1", help="i/n: this process makes cases i, i+n, ...")
+    d.add_argument("--bank", default="bank", help="folder of the bank under --workdir")
+    d.add_argument("--content", choices=["legacy", "phantom", "textured", "natural"], default="legacy",
+                   help="legacy: the first demo's phantom bank (noise at --dose-range); others: "
+                        "ldct_clip.simulation.training_bank cases (unit noise, rescaled at training)")
     d.set_defaults(func=stage_data)
 
     t = sub.add_parser("train", help="train (resumes a run of the same name)")
@@ -418,7 +491,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
-    t.add_argument("--max-cases", type=int, default=0, help="use only the first N bank cases (0: all)")
+    t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")
+    t.add_argument("--bank", nargs="+", default=["bank"], help="bank folders under --workdir (mixed by case count)")
+    t.add_argument("--noise-sd", type=float, nargs=2, default=[10.0, 150.0],
+                   help="content banks: noise SD range (HU), drawn log-uniformly per crop")
+    t.add_argument("--target-noise-sd", type=float, nargs=2, default=None,
+                   help="content banks: train towards normal-dose images with this noise SD range (HU) instead of "
+                        "the noise-free slice (ContentCrops target_sd)")
+    t.add_argument("--encoder-from", default=None,
+                   help="load the trunk (encoder and 1->3 adapter) from this checkpoint; with --encoder frozen it stays fixed")
     t.set_defaults(func=stage_train)
 
     e = sub.add_parser("eval", help="validation PSNR/SSIM of a run")
@@ -432,6 +513,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     x.add_argument("--out", default=str(ROOT / "ldct_clip" / "pretrained" / "demo_ct.pt"))
     x.add_argument("--pilots", default=None, help="JSON of the frozen/trained encoder comparison to record")
     x.add_argument("--commands", nargs="*", default=None, help="the commands that made the run, for provenance")
+    x.add_argument("--real-ct-pilots", default=None,
+                   help="JSON of the pilots scored on the real validation slices (scripts/score_real_ct.py), to record")
     x.set_defaults(func=stage_export)
     return p.parse_args(argv)
 

@@ -136,7 +136,7 @@ class BankCrops(torch.utils.data.IterableDataset):
         self.clean, self.noisy = clean, noisy
 
     def __iter__(self):
-        from ldct_clip.ct.hu import hu_to_unit
+        from ldct_clip.simulation.training_bank import augmented_pair
 
         rng = np.random.default_rng(self.seed)
         lo, hi = HU_WINDOW
@@ -150,15 +150,7 @@ class BankCrops(torch.utils.data.IterableDataset):
                 n = c + rng.standard_normal(c.shape).astype(np.float32) * (self.sigma / 255.0 * (hi - lo))
             else:
                 n = n[i:i + self.crop, j:j + self.crop].astype(np.float32)
-            rot, flip = int(rng.integers(4)), int(rng.integers(4))
-            pair = []
-            for a in (n, c):
-                a = np.rot90(a, rot)
-                a = a[::-1] if flip & 1 else a
-                a = a[:, ::-1] if flip & 2 else a
-                pair.append(np.ascontiguousarray(a)[None])
-            yield {"image": torch.from_numpy(hu_to_unit(pair[0], lo, hi)),
-                   "label": torch.from_numpy(hu_to_unit(pair[1], lo, hi))}
+            yield augmented_pair(n, c, rng, (lo, hi))
 
 
 # ----------------------------------------------------------------------------------------------------------

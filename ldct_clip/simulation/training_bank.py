@@ -19,7 +19,9 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["CONTENTS", "FILTER_BLUR_PX", "make_content_case", "ContentCrops"]
+from ldct_clip.ct.hu import hu_to_unit
+
+__all__ = ["CONTENTS", "FILTER_BLUR_PX", "ContentCrops", "augmented_pair", "make_content_case"]
 
 CONTENTS = ("phantom", "textured", "natural")
 #: FBP filter -> Gaussian blur (pixels, SD) of the clean slice: the resolution that goes with the kernel.
@@ -118,8 +120,6 @@ class ContentCrops(torch.utils.data.IterableDataset):
             raise ValueError("no training cases")
 
     def __iter__(self):
-        from ldct_clip.ct.hu import hu_to_unit
-
         rng = np.random.default_rng(self.seed)
         lo, hi = HU_WINDOW
         while True:
@@ -141,12 +141,22 @@ class ContentCrops(torch.utils.data.IterableDataset):
                 extra = u0[::-1, ::-1][i:i + self.crop, j:j + self.crop].astype(np.float32)
                 c = c + sd_nd * u
                 n = c + math.sqrt(sd * sd - sd_nd * sd_nd) * extra
-            rot, flip = int(rng.integers(4)), int(rng.integers(4))
-            pair = []
-            for a in (n, c):
-                a = np.rot90(a, rot)
-                a = a[::-1] if flip & 1 else a
-                a = a[:, ::-1] if flip & 2 else a
-                pair.append(np.ascontiguousarray(a)[None])
-            yield {"image": torch.from_numpy(hu_to_unit(pair[0], lo, hi)),
-                   "label": torch.from_numpy(hu_to_unit(pair[1], lo, hi))}
+            yield augmented_pair(n, c, rng, (lo, hi))
+
+
+def augmented_pair(noisy: np.ndarray, clean: np.ndarray, rng: np.random.Generator,
+                   hu_window: tuple[float, float]) -> dict[str, torch.Tensor]:
+    """One training item from a ``(crop, crop)`` pair in HU: the same random 90-degree turn and flips for both
+    (drawn from ``rng``), mapped to the network's [0, 1] over ``hu_window``.
+
+    Returns ``{"image": (1, crop, crop), "label": (1, crop, crop)}`` float32 tensors.
+    """
+    rot, flip = int(rng.integers(4)), int(rng.integers(4))
+    pair = []
+    for a in (noisy, clean):
+        a = np.rot90(a, rot)
+        a = a[::-1] if flip & 1 else a
+        a = a[:, ::-1] if flip & 2 else a
+        pair.append(np.ascontiguousarray(a)[None])
+    lo, hi = hu_window
+    return {"image": torch.from_numpy(hu_to_unit(pair[0], lo, hi)), "label": torch.from_numpy(hu_to_unit(pair[1], lo, hi))}

@@ -38,6 +38,16 @@ def _default(key: str, config: str = "inference.json") -> str:
     return f"default: {value} ({Path(config).stem}.json's {key})"
 
 
+def _fraction(text: str) -> float:
+    """argparse type of ``--noise-retention``: a number in [0, 1] (a usage error otherwise, not a traceback)."""
+    from ldct_clip.transforms.retain_noise import check_fraction
+
+    try:
+        return check_fraction(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _inference_options() -> argparse.ArgumentParser:
     """Options of the shared inference path (denoise, pacs denoise, evaluate, iq); each ``dest`` is the
     ``inference.json`` id it overrides when given."""
@@ -55,6 +65,9 @@ def _inference_options() -> argparse.ArgumentParser:
     o.add_argument("--sw-batch-size", type=int, help="slices (windows) per network call (default 2 on CPU, 16 on CUDA)")
     o.add_argument("--hu-min", type=float, help=_default("hu_min"))
     o.add_argument("--hu-max", type=float, help=_default("hu_max"))
+    o.add_argument("--noise-retention", type=_fraction, metavar="F",
+                   help="share of the removed noise given back, 0 (the network output) to 1 (the input); "
+                   + _default("noise_retention"))
     o.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None, help="no progress bars")
     return o
 

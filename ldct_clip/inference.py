@@ -4,8 +4,8 @@
 :func:`~ldct_clip.bundle.load_config`), on an array instead of files: its ``preprocessing`` without the loader
 (HU -> [0, 1]), its ``inferer`` (:class:`~ldct_clip.engine.inferer.SliceSlidingWindowInferer`: the 2D network
 over 2D sliding windows with gaussian blending) and its ``postprocessing`` without the transforms that write
-case files (:data:`~ldct_clip.transforms.CASE_WRITERS`): [0, 1] -> HU, the voxels outside the window kept, rounded
-to whole HU. An edit of the config (a component, a default) is what runs here too. Only the input and the
+case files (:data:`~ldct_clip.transforms.CASE_WRITERS`): [0, 1] -> HU, the voxels outside the window kept, a share
+of the removed noise given back (``noise_retention``), rounded to whole HU. An edit of the config (a component, a default) is what runs here too. Only the input and the
 output volume are held in memory: the steps work on ``sw_batch_size`` slices at a time.
 """
 
@@ -25,6 +25,7 @@ from ldct_clip.ct.hu import window_from
 from ldct_clip.engine.inferer import MIN_SIDE, SliceSlidingWindowInferer, check_volume
 from ldct_clip.errors import InputError
 from ldct_clip.transforms import CASE_WRITERS, KeepOutsideWindowd
+from ldct_clip.transforms.retain_noise import check_fraction
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 
@@ -43,6 +44,7 @@ def denoise_volume(
     precision: str = "fp32",
     channels_last: bool | None = None,
     keep_outside_window: bool = True,
+    noise_retention: float | None = None,
     progress: ProgressFn | None = None,
     workflow: str = "inference",
     bundle: str | os.PathLike | None = None,
@@ -66,6 +68,8 @@ def denoise_volume(
         keep_outside_window: voxels whose input lies outside ``hu_window`` (scanner padding such as -3024,
             dense metal) keep their input value instead of the clipped network output (the config's
             ``KeepOutsideWindowd``; False leaves it out).
+        noise_retention: share of the removed residual given back (:class:`~ldct_clip.transforms.RetainNoise`);
+            ``None``: the config's (``noise_retention``); 0 gives the network's output as it is.
         progress: called as ``progress(slices_done, slices_total)``.
         workflow: the bundle workflow whose components run (:data:`~ldct_clip.bundle.CONFIGS`): ``"inference"``
             rounds to whole HU as the written cases are; ``"evaluate"`` gives the unrounded HU it scores.
@@ -83,7 +87,8 @@ def denoise_volume(
     if hu_window is not None:
         overrides["hu_min"], overrides["hu_max"] = window_from(hu_window)
     for key, value in (("roi_size", roi_size), ("overlap", overlap), ("sw_batch_size", sw_batch_size),
-                       ("channels_last", channels_last)):
+                       ("channels_last", channels_last),
+                       ("noise_retention", None if noise_retention is None else check_fraction(noise_retention))):
         if value is not None:
             overrides[key] = list(value) if key == "roi_size" else value
     pre, inferer, post = _components(load_config(workflow, overrides, bundle=bundle), keep_outside_window)

@@ -365,9 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.provenance:
+        from ldct_clip.cli import config_default
+
         prov = json.loads(args.provenance.read_text())
         prov["benchmark"] = {"command": "python scripts/benchmark_quality.py " + " ".join(argv or sys.argv[1:]),
-                             "table_markdown": text, "targets": checks, "bm3d": results["bm3d"]}
+                             "table_markdown": text, "targets": checks, "bm3d": results["bm3d"],
+                             # the demo rows are the bundle's whole chain, noise retention included
+                             "noise_retention": config_default("noise_retention")}
         args.provenance.write_text(json.dumps(prov, indent=2) + "\n")
     return 0
 

@@ -255,6 +255,15 @@ def test_overriding_a_declared_component_changes_the_run(tmp_path, tiny_checkpoi
     np.testing.assert_array_equal(windows[:4], -3024)
     assert np.abs(windows.astype(np.int32) - plain).max() >= 2  # more than a rounding step (kernels may differ by 1)
 
+    # 3. the noise retention (denoised_hu's RetainNoised) set to 0: the network's output as it is; the shipped
+    # default (0.15) gives back that share of what the network removed
+    r = run_inference(tmp_path / "in", tmp_path / "no_retention", *args, "--noise_retention", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    raw = np.asarray(nib.load(tmp_path / "no_retention" / "case.nii.gz").dataobj).astype(np.float64)
+    removed = hu - raw
+    assert np.abs(removed[4:]).max() > 20  # the random network changes the image: a share of 0.15 is measurable
+    assert np.abs(plain - (raw + 0.15 * removed)).max() <= 1.0  # each run rounds to whole HU
+
 
 def test_model_card_follows_the_model_zoo_template():
     # the zoo's template headings, in its order; paths relative to the bundle wherever the bundle is copied

@@ -86,9 +86,18 @@ def test_options_not_given_are_not_overrides(argv):
     args = build_parser().parse_args(argv)
     assert inference_overrides(args) == {"checkpoint_option": "--checkpoint"}  # how messages name the option
     assert given(args, (*EVALUATE_IDS, "write_dicom", "shard", "skip_complete")) == {}
-    given_args = build_parser().parse_args([*argv, "--hu-max", "1000", "--no-channels-last", "-q"])
+    given_args = build_parser().parse_args([*argv, "--hu-max", "1000", "--no-channels-last", "-q",
+                                            "--noise-retention", "0.3"])
     assert inference_overrides(given_args) == {"checkpoint_option": "--checkpoint", "hu_max": 1000.0,
-                                               "channels_last": False, "progress": False}
+                                               "channels_last": False, "progress": False, "noise_retention": 0.3}
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "half"])
+def test_noise_retention_out_of_range_is_a_usage_error(tmp_path, value):
+    r = cli("denoise", str(tmp_path), str(tmp_path / "out"), "--noise-retention", value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--noise-retention" in r.stderr and "noise_retention must be" in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_shows_the_configs_default_without_overriding_it():

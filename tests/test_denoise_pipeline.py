@@ -51,8 +51,29 @@ def test_outside_window_kept_or_clipped():
     hu = np.full((40, 40, 2), 100.0, np.float32)
     hu[:5] = -3024.0  # scanner padding outside the field of view
     kept = denoise_volume(hu, torch.nn.Identity(), hu_window=(-1024, 3072))
-    clipped = denoise_volume(hu, torch.nn.Identity(), hu_window=(-1024, 3072), keep_outside_window=False)
+    clipped = denoise_volume(hu, torch.nn.Identity(), hu_window=(-1024, 3072), keep_outside_window=False,
+                             noise_retention=0)
     assert kept[0, 0, 0] == -3024.0 and clipped[0, 0, 0] == -1024.0
+
+
+class _Flat(torch.nn.Module):
+    """A "denoiser" that outputs 0 HU everywhere (0.25 in the [-1024, 3072] window): the removed residual is the
+    input itself, so the retained share can be read off the output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, 0.25)
+
+
+def test_noise_retention_gives_back_the_configured_share():
+    hu = np.full((40, 40, 2), 100.0, np.float32)
+    hu[:3] = -3024.0  # outside the window: kept as it came in, whatever the retention
+    default = denoise_volume(hu, _Flat())  # inference.json's noise_retention, 0.15
+    assert default[20, 20, 0] == 15.0 and default[0, 0, 0] == -3024.0
+    for fraction, expected in ((0, 0.0), (0.5, 50.0), (1, 100.0)):
+        out = denoise_volume(hu, _Flat(), noise_retention=fraction)
+        assert out[20, 20, 1] == expected and out[0, 0, 1] == -3024.0, fraction
+    with pytest.raises(ValueError, match=r"noise_retention must be in \[0, 1\]"):
+        denoise_volume(hu, _Flat(), noise_retention=1.5)
 
 
 def test_single_slice_and_int16_input():

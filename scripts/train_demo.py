@@ -183,11 +183,15 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
-    net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025)
+    conditioned = bool(getattr(args, "noise_conditioning", False))
+    net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025,
+                       noise_conditioning=conditioned)
     if args.init_from:
         from ldct_clip.checkpoints import load_weights
 
-        load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
+        # continue from an earlier run (a new schedule); a noise-conditioned model may start from weights trained
+        # without the conditioning, which starts as an identity
+        load_weights(net, args.init_from, new_prefixes=("noise_film.",) if conditioned else ())
     elif args.init == "identity":
         identity_init(net)
     if args.encoder_from:
@@ -481,6 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--width", type=int, default=16)
     t.add_argument("--layers", type=int, nargs=4, default=[1, 1, 1, 1])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--noise-conditioning", action="store_true",
+                   help="condition the decoder on the noise level estimated from the input (noise_film.*)")
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")

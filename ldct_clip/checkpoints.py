@@ -57,7 +57,8 @@ def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.T
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Infer ``CLIPDenoiser`` constructor arguments (channels, width, layers, bias) from a state dict."""
+    """Infer ``CLIPDenoiser`` constructor arguments (channels, width, layers, bias, noise conditioning) from a
+    state dict."""
     try:
         width = int(state["encoder.conv3.weight"].shape[0])
         out_channels = int(state["last.weight"].shape[0])
@@ -75,12 +76,14 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         "layers": layers + [1],  # layer4 is never built; its depth does not matter
         "width": width,
         "bias": "last.bias" in state,
+        "noise_conditioning": any(k.startswith("noise_film.") for k in state),
     }
 
 
-def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path,
+                new_prefixes: tuple[str, ...] = ()) -> None:
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(k for k in set(own) - set(state) if not k.startswith(new_prefixes))
     unexpected = sorted(set(state) - set(own))
     wrong = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -95,13 +98,17 @@ def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path:
 
 
 def load_weights(
-    model: CLIPDenoiser, path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params"
+    model: CLIPDenoiser, path: str | os.PathLike, map_location: str | torch.device = "cpu", param_key: str = "params",
+    new_prefixes: tuple[str, ...] = (),
 ) -> CLIPDenoiser:
-    """Load a checkpoint file into an existing model, strictly (only the unused ``encoder.layer4.*`` / ``encoder.attnpool.*`` are dropped)."""
+    """Load a checkpoint file into an existing model, strictly (only the unused ``encoder.layer4.*`` / ``encoder.attnpool.*`` are dropped).
+
+    ``new_prefixes``: modules the checkpoint may predate (e.g. ``("noise_film.",)`` to start a noise-conditioned
+    model from weights trained without it); their keys may be missing and keep their initial values."""
     path = Path(path)
     state = extract_state_dict(read_state_dict(path), param_key)
-    _check_keys(model, state, path)
-    model.load_state_dict(state)
+    _check_keys(model, state, path, new_prefixes)
+    model.load_state_dict(state, strict=not new_prefixes)
     return model.to(map_location)
 
 

@@ -107,7 +107,7 @@ def stage_data(args: argparse.Namespace) -> None:
         else:  # unit-SD noise, rescaled to --noise-sd at training (ldct_clip.simulation.training_bank)
             from ldct_clip.simulation.training_bank import make_content_case
 
-            case = make_content_case(i, args.content)
+            case = make_content_case(i, args.content, seed=args.bank_seed, pixel_mm=tuple(args.pixel_mm))
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **case)
         os.replace(tmp, path)
@@ -183,11 +183,15 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
-    net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025)
+    conditioned = bool(getattr(args, "noise_conditioning", False))
+    net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025,
+                       noise_conditioning=conditioned)
     if args.init_from:
         from ldct_clip.checkpoints import load_weights
 
-        load_weights(net, args.init_from)  # continue from an earlier run (a new schedule)
+        # continue from an earlier run (a new schedule); a noise-conditioned model may start from weights trained
+        # without the conditioning, which starts as an identity
+        load_weights(net, args.init_from, new_prefixes=("noise_film.",) if conditioned else ())
     elif args.init == "identity":
         identity_init(net)
     if args.encoder_from:
@@ -357,18 +361,21 @@ def stage_export(args: argparse.Namespace) -> None:
     missing = sorted(set(range(ids[-1] + 1)) - set(ids)) if ids else []
     content_data = None
     if settings.get("noise_sd") and banks != ["bank"]:  # content banks (ldct_clip.simulation.training_bank)
-        counts = {}
+        counts, pixels = {}, {}
         for b in banks:
             files = sorted(glob.glob(str(args.workdir / b / "case*[0-9].npz")))
             files = files[: settings["max_cases"]] if settings.get("max_cases") else files
             with np.load(files[0]) as z:
-                counts[str(z["content"])] = len(files)
+                counts[f"{b}: {z['content']}"] = len(files)
+            px = [float(np.load(f)["pixel_mm"]) for f in files]
+            pixels[b] = [round(min(px), 2), round(max(px), 2)]
         target = settings.get("target_noise_sd")
         content_data = (
             f"{settings['bank_cases']} single-slice cases of ldct_clip.simulation.training_bank.make_content_case "
             f"(case i of each content, i = 0..n-1): {counts} (phantom: the procedural regions; textured: "
             "ldct_clip.simulation.textured_phantom bodies of 15-45 cm; natural: photographs bundled with scikit-image, "
-            "ldct_clip.simulation.natural_content, mapped to HU); 192-320 px of 0.3-2 mm (log-uniform), FBP filters "
+            f"ldct_clip.simulation.natural_content, mapped to HU); 192-320 px, pixel sizes log-uniform (range of "
+            f"each bank's cases, mm: {pixels}), FBP filters "
             "ramp/shepp-logan/cosine/hamming/hann with the matching resolution blur in 70 % of cases (sharp edges in the "
             "others), flux 5e4-1e6; projection-domain "
             f"noise (simulate_low_dose, Poisson) rescaled per crop to an SD of {settings['noise_sd']} HU (log-uniform); "
@@ -383,6 +390,7 @@ def stage_export(args: argparse.Namespace) -> None:
         "bytes": dest.stat().st_size,
         "architecture": {"class": "ldct_clip.networks.CLIPDenoiser", "layers": settings["layers"],
                          "width": settings["width"], "encoder_weights": None,
+                         "noise_conditioning": bool(settings.get("noise_conditioning", False)),
                          "encoder": f"{settings['encoder']} (random initialisation, no CLIP weights)"},
         "input": "one axial CT slice, HU mapped to [0, 1] over [-1024, 3072] (ldct_clip.ct.hu.hu_to_unit)",
         "training": {
@@ -398,8 +406,9 @@ def stage_export(args: argparse.Namespace) -> None:
                         f" (i.i.d. Gaussian {settings['sigma']}/255)")
                      + "; target: the noise-free phantom. No real CT (pydicom / pydicom-data) was used."),
             "seeds": {"network": settings["seed"], "crops": settings["seed"] + 1, "mixup": settings["seed"] + 2,
-                      "bank": ("case i of content c: numpy default_rng([i, index of c in CONTENTS, 20261206]) for "
-                               "everything" if content_data else "case i uses phantom seed i and noise seed i")},
+                      "bank": ("case i of content c: numpy default_rng([i, index of c in CONTENTS, bank seed]) for "
+                               "everything (bank seed 20261206, or the data stage's --bank-seed; the commands name "
+                               "it)" if content_data else "case i uses phantom seed i and noise seed i")},
             "iterations": wall["iteration"],
             "batch": settings["batch"], "crop": settings["crop"], "lr": settings["lr"],
             "recipe": "L1, AdamW (wd 1e-4), cosine to 1e-6, mixup Beta(1.2,1.2) p=0.5, grad-norm clip 0.01, "
@@ -462,6 +471,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--content", choices=["legacy", "phantom", "textured", "natural"], default="legacy",
                    help="legacy: the first demo's phantom bank (noise at --dose-range); others: "
                         "ldct_clip.simulation.training_bank cases (unit noise, rescaled at training)")
+    d.add_argument("--pixel-mm", type=float, nargs=2, default=[0.3, 2.0], metavar=("MIN", "MAX"),
+                   help="content banks: pixel size range, drawn log-uniformly")
+    d.add_argument("--bank-seed", type=int, default=20261206, help="content banks: seed of every case's draws")
     d.set_defaults(func=stage_data)
 
     t = sub.add_parser("train", help="train (resumes a run of the same name)")
@@ -481,6 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--width", type=int, default=16)
     t.add_argument("--layers", type=int, nargs=4, default=[1, 1, 1, 1])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--noise-conditioning", action="store_true",
+                   help="condition the decoder on the noise level estimated from the input (noise_film.*)")
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")

@@ -4,5 +4,6 @@ about files or HU."""
 
 from ldct_clip.networks.clip_denoiser import CLIPDenoiser
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
+from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level
 
-__all__ = ["CLIPDenoiser", "CLIPResNetEncoder", "resnet_config"]
+__all__ = ["CLIPDenoiser", "CLIPResNetEncoder", "NoiseLevelFiLM", "estimate_noise_level", "resnet_config"]

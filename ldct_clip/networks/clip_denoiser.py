@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator, Sequence
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ldct_clip.networks.decoder import build_up_path
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
+from ldct_clip.networks.noise_level import NoiseLevelFiLM
 
 __all__ = ["CLIPDenoiser"]
 
@@ -39,6 +40,9 @@ class CLIPDenoiser(nn.Module):
             conv and the last conv in float32 (rounding the second conv's output to bf16 costs ~10 HU);
             ``"fp32"`` keeps the whole full-resolution block in float32; ``"autocast"`` leaves everything to
             autocast (fastest, several HU of error).
+        noise_conditioning: scale and shift the decoder blocks 0-3 by the input's noise level, estimated from
+            the image itself (:class:`~ldct_clip.networks.noise_level.NoiseLevelFiLM`, keys ``noise_film.*``;
+            not in the paper: an extension for one model over a wide noise range). Starts as an identity.
 
     Input ``(B, in_channels, H, W)`` float in [0, 1], any H and W (reflect-padded to a multiple of 32
     and cropped back). Output ``(B, out_channels, H, W)`` in the same units.
@@ -56,6 +60,7 @@ class CLIPDenoiser(nn.Module):
         aug_level: float = 0.0,
         encoder_bn: str = "train",
         head_precision: str = "split",
+        noise_conditioning: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -83,6 +88,8 @@ class CLIPDenoiser(nn.Module):
         # decoder modules sit at the top level (`up_path.*`, `last.*`): the authors' checkpoint layout
         self.up_path = build_up_path(self.encoder.feature_channels, image_channels=3, bias=bias)
         self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
+        c = int(self.encoder.feature_channels[0])
+        self.noise_film = NoiseLevelFiLM((8 * c, 4 * c, 2 * c, c)) if noise_conditioning else None
 
         if encoder_weights is not None:
             from ldct_clip.weights import load_encoder_weights
@@ -163,6 +170,10 @@ class CLIPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
+        noise_film = self.noise_film
+        film: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
+        if noise_film is not None:
+            film = noise_film(x)  # measured on the input itself, before padding repeats part of it
         x = self._pad(x)
         mixed = False
         if not torch.jit.is_scripting():
@@ -171,21 +182,27 @@ class CLIPDenoiser(nn.Module):
         features = self.encoder(image)
         if self.training and self.aug_level > 0:
             features = self._augment(features)
-        y = self._decode(features)
+        y = self._decode(features, film)
         if mixed:
             y = self._head_split(y, image) if self.head_precision == "split" else self._head_fp32(y, image)
         else:
             y = self._head(y, image)
         return y[..., :h, :w]
 
-    def _decode(self, features: List[torch.Tensor]) -> torch.Tensor:
-        """Blocks 0-3: ``[stem, f1, f2, f3]`` -> ``(B, w, H/2, W/2)``."""
+    def _decode(
+        self, features: List[torch.Tensor], film: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
+    ) -> torch.Tensor:
+        """Blocks 0-3: ``[stem, f1, f2, f3]`` -> ``(B, w, H/2, W/2)``; each block's output scaled and shifted
+        by ``film`` when the network is noise-conditioned."""
         x = features[3]
         for i, block in enumerate(self.up_path):
             if i == 0:
                 x = block(x, None)
             elif i < 4:
                 x = block(x, features[3 - i])
+            if film is not None and i < 4:
+                scale, shift = film[i]
+                x = x * (1.0 + scale.to(x.dtype)) + shift.to(x.dtype)
         return x
 
     def _head(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

@@ -49,8 +49,10 @@ def _clean_slice(content: str, n: int, px: float, rng: np.random.Generator, inde
     raise ValueError(f"content must be one of {CONTENTS}, got {content!r}")
 
 
-def make_content_case(index: int, content: str, seed: int = 20261206) -> dict[str, np.ndarray]:
-    """Training case ``index`` of ``content``: everything is fixed by ``(index, content, seed)``.
+def make_content_case(index: int, content: str, seed: int = 20261206,
+                      pixel_mm: tuple[float, float] = (0.3, 2.0)) -> dict[str, np.ndarray]:
+    """Training case ``index`` of ``content``: everything is fixed by ``(index, content, seed, pixel_mm)``;
+    the pixel size is drawn log-uniformly from ``pixel_mm``.
 
     Returns ``clean`` int16 ``(1, n, n)`` HU (blurred to the kernel's resolution), ``noise_unit`` float16
     ``(1, n, n)`` (the full-dose noise divided by ``sd_full``), ``sd_full`` (HU, measured where the clean slice
@@ -65,7 +67,7 @@ def make_content_case(index: int, content: str, seed: int = 20261206) -> dict[st
     n = int(rng.choice(SIZES))
     # 0.3-1 mm is the clinical range of real slices; up to 2 mm covers the coarse grids of the phantom benchmarks
     # (a model that only saw fine pixels softens the edges of a 2 mm-pixel image)
-    px = float(math.exp(rng.uniform(math.log(0.3), math.log(2.0))))
+    px = float(math.exp(rng.uniform(math.log(pixel_mm[0]), math.log(pixel_mm[1]))))
     filt = str(rng.choice(list(FILTER_BLUR_PX)))
     flux = float(math.exp(rng.uniform(math.log(5e4), math.log(1e6))))
     clean, info = _clean_slice(content, n, px, rng, index)

@@ -1,0 +1,91 @@
+"""Noise-level conditioning of CLIPDenoiser: the level is measured on the input itself (estimate_noise_level), the
+decoder is scaled and shifted by it (NoiseLevelFiLM), and a conditioned model starts as the model it came from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from ldct_clip.checkpoints import infer_config, load_checkpoint, load_weights, save_checkpoint
+from ldct_clip.errors import WeightsError
+from ldct_clip.networks import estimate_noise_level
+
+
+def _smooth_image(n: int = 96, seed: int = 0) -> torch.Tensor:
+    """A CT-like slice in [0, 1] units: a ramp, a disk and a sharp bright bar, no noise."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = 0.24 + 0.02 * xx + 0.01 * yy
+    img[(xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.08] += 0.015
+    img[40:44, 10:80] = 0.5
+    return torch.as_tensor(img, dtype=torch.float32)[None, None]
+
+
+@pytest.mark.parametrize("sd_hu", [10.0, 40.0, 150.0])
+def test_estimate_follows_white_noise_sd(sd_hu):
+    g = torch.Generator().manual_seed(int(sd_hu))
+    clean = _smooth_image()
+    noisy = clean + sd_hu / 4096 * torch.randn(clean.shape, generator=g)
+    estimate = float(estimate_noise_level(noisy)[0]) * 4096
+    assert abs(estimate - sd_hu) < 0.12 * sd_hu, estimate
+    assert float(estimate_noise_level(clean)[0]) * 4096 < 1.0  # the ramp, disk and bar are not noise
+
+
+def test_estimate_ignores_clipped_air_and_is_per_image():
+    g = torch.Generator().manual_seed(3)
+    clean = _smooth_image()
+    noisy = clean + 30 / 4096 * torch.randn(clean.shape, generator=g)
+    padded = noisy.clone()
+    padded[..., :, :60] = 0.0  # 60 % of the slice clipped to the window's floor (air, scanner padding)
+    both = torch.cat([noisy, padded, clean + 80 / 4096 * torch.randn(clean.shape, generator=g)])
+    levels = estimate_noise_level(both) * 4096
+    assert abs(float(levels[1]) - float(levels[0])) < 0.15 * 30  # the zeros do not pull the median down
+    assert float(levels[2]) > 2 * float(levels[0])  # each image its own level
+
+
+def test_conditioned_model_starts_as_the_model_it_came_from(tmp_path):
+    plain = tiny_model(0).eval()
+    path = save_checkpoint(plain, tmp_path / "plain.pt")
+    conditioned = tiny_model(1, noise_conditioning=True).eval()
+    with pytest.raises(WeightsError, match="noise_film"):  # strict unless the new module is named
+        load_weights(conditioned, path)
+    load_weights(conditioned, path, new_prefixes=("noise_film.",))
+    x = _smooth_image(64) + 0.01 * torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(conditioned(x), plain(x))
+
+
+def test_level_changes_the_decoder_and_checkpoints_keep_it(tmp_path):
+    model = tiny_model(2, noise_conditioning=True).eval()
+    for head in model.noise_film.heads:  # as after training: the conditioning is no longer an identity
+        torch.nn.init.normal_(head.weight, std=0.2, generator=torch.Generator().manual_seed(4))
+    (low_scale, _), *_ = model.noise_film.condition(torch.tensor([[10 / 4096, 5 / 4096, 2.5 / 4096]]))
+    (high_scale, _), *_ = model.noise_film.condition(torch.tensor([[150 / 4096, 75 / 4096, 38 / 4096]]))
+    assert (low_scale - high_scale).abs().max() > 0.01
+    path = save_checkpoint(model, tmp_path / "conditioned.pt")
+    assert infer_config(torch.load(path, weights_only=True))["noise_conditioning"] is True
+    loaded = load_checkpoint(path).eval()
+    x = _smooth_image(64) + 0.02 * torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+        torch.testing.assert_close(torch.jit.script(loaded)(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_conditioned_model_exports_to_onnx(tmp_path):
+    # the level estimate is a sort and a gather (not nanmedian), so the exported graph measures it too
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'ldct-clip[export]')")
+    model = tiny_model(3, noise_conditioning=True).eval()
+    for head in model.noise_film.heads:
+        torch.nn.init.normal_(head.weight, std=0.2, generator=torch.Generator().manual_seed(5))
+    path = tmp_path / "conditioned.onnx"
+    torch.onnx.export(model, (torch.rand(1, 1, 64, 64),), str(path), input_names=["image"], output_names=["pred"],
+                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape, sd in (((1, 1, 96, 96), 10.0), ((2, 1, 77, 101), 120.0)):
+        x = (_smooth_image(128)[..., : shape[2], : shape[3]].numpy().repeat(shape[0], 0)
+             + rng.normal(0, sd / 4096, shape)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(session.run(None, {"image": x})[0], expected, atol=1e-4, rtol=0)

@@ -206,6 +206,11 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
+    if getattr(args, "film_only", False):
+        # only the conditioning learns: the model stays the one it started from where the conditioning is
+        # an identity, and learns what to change with the noise level
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.startswith("noise_film."))
     return net
 
 
@@ -495,6 +500,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--noise-conditioning", action="store_true",
                    help="condition the decoder on the noise level estimated from the input (noise_film.*)")
+    t.add_argument("--film-only", action="store_true",
+                   help="with --noise-conditioning: train only the conditioning (noise_film.*), everything else frozen")
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")

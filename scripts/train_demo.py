@@ -206,6 +206,11 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
+    if getattr(args, "film_only", False):
+        # only the conditioning learns what to change with the noise level; every other weight stays that of
+        # --init-from (the encoder's BatchNorm running statistics still follow the data: encoder_bn "train")
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.startswith("noise_film."))
     return net
 
 
@@ -415,6 +420,9 @@ def stage_export(args: argparse.Namespace) -> None:
                       "feature augmentation 0.025, flips + 90-degree rotations, "
                       f"{settings.get('init', 'random')} initialisation of the full-resolution path (identity_init)",
             "wall_seconds": round(wall["seconds"], 1),
+            "trained_parameters": ("noise_film.* only (--film-only): every other weight is that of the weights it "
+                                   "continued from; the encoder's BatchNorm running statistics follow the data"
+                                   if settings.get("film_only") else "all"),
             "threads": settings["threads"],
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",
         },
@@ -495,6 +503,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--noise-conditioning", action="store_true",
                    help="condition the decoder on the noise level estimated from the input (noise_film.*)")
+    t.add_argument("--film-only", action="store_true",
+                   help="with --noise-conditioning: train only the conditioning (noise_film.*), every other weight frozen")
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ldct_clip.simulation.natural_content import NATURAL_IMAGES, load_natural_images, natural_slice, to_hu
 from ldct_clip.simulation.textured_phantom import textured_body
@@ -222,3 +223,12 @@ def test_train_demo_noise_conditioned_run_exports(tmp_path):
     assert prov["architecture"]["noise_conditioning"] is True
     assert "'b': [" in prov["training"]["data"]  # each bank's pixel range, measured on its cases
     assert load_checkpoint(out).noise_film is not None
+    # --film-only: only the conditioning learns; every other weight stays that of --init-from
+    subprocess.run(script + ["train", "--workdir", str(tmp_path), "--run", "f", "--bank", "b", "--iterations", "2",
+                             "--save-every", "1", "--batch", "2", "--crop", "32", "--threads", "1", "--lr", "1e-2",
+                             "--noise-conditioning", "--film-only", "--init-from", str(out)],
+                   check=True, env=env, capture_output=True)
+    before = dict(load_checkpoint(out).named_parameters())
+    after = dict(load_checkpoint(tmp_path / "runs" / "f" / "final.pt").named_parameters())
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("noise_film.") for k in changed), sorted(changed)[:5]

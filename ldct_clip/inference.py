@@ -5,8 +5,9 @@
 (HU -> [0, 1]), its ``inferer`` (:class:`~ldct_clip.engine.inferer.SliceSlidingWindowInferer`: the 2D network
 over 2D sliding windows with gaussian blending) and its ``postprocessing`` without the transforms that write
 case files (:data:`~ldct_clip.transforms.CASE_WRITERS`): [0, 1] -> HU, the voxels outside the window kept, a share
-of the removed noise given back (``noise_retention``), rounded to whole HU. An edit of the config (a component, a default) is what runs here too. Only the input and the
-output volume are held in memory: the steps work on ``sw_batch_size`` slices at a time.
+of the removed noise given back (``noise_retention``), rounded to whole HU. An edit of the config (a component,
+a default) is what runs here too. Only the input and the output volume are held in memory: the steps work on
+``sw_batch_size`` slices at a time.
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ def denoise_volume(
     overrides: dict[str, Any] = {"device": device, "precision": precision, "progress": False, "image_keys": ["image"]}
     if hu_window is not None:
         overrides["hu_min"], overrides["hu_max"] = window_from(hu_window)
+    if noise_retention is not None:  # refused here with its own message, not wrapped by the config parser
+        noise_retention = check_fraction(noise_retention)
     for key, value in (("roi_size", roi_size), ("overlap", overlap), ("sw_batch_size", sw_batch_size),
-                       ("channels_last", channels_last),
-                       ("noise_retention", None if noise_retention is None else check_fraction(noise_retention))):
+                       ("channels_last", channels_last), ("noise_retention", noise_retention)):
         if value is not None:
             overrides[key] = list(value) if key == "roi_size" else value
     pre, inferer, post = _components(load_config(workflow, overrides, bundle=bundle), keep_outside_window)

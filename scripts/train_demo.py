@@ -183,15 +183,14 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
-    conditioned = bool(getattr(args, "noise_conditioning", False))
     net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025,
-                       noise_conditioning=conditioned)
+                       noise_conditioning=args.noise_conditioning)
     if args.init_from:
         from ldct_clip.checkpoints import load_weights
 
         # continue from an earlier run (a new schedule); a noise-conditioned model may start from weights trained
         # without the conditioning, which starts as an identity
-        load_weights(net, args.init_from, new_prefixes=("noise_film.",) if conditioned else ())
+        load_weights(net, args.init_from, new_prefixes=("noise_film.",) if args.noise_conditioning else ())
     elif args.init == "identity":
         identity_init(net)
     if args.encoder_from:
@@ -206,7 +205,7 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
     if args.encoder == "trained":
         for p in net.encoder.parameters():
             p.requires_grad_(True)
-    if getattr(args, "film_only", False):
+    if args.film_only:
         # only the conditioning learns what to change with the noise level; every other weight stays that of
         # --init-from (the encoder's BatchNorm running statistics still follow the data: encoder_bn "train")
         for name, p in net.named_parameters():
@@ -372,7 +371,10 @@ def stage_export(args: argparse.Namespace) -> None:
             files = files[: settings["max_cases"]] if settings.get("max_cases") else files
             with np.load(files[0]) as z:
                 counts[f"{b}: {z['content']}"] = len(files)
-            px = [float(np.load(f)["pixel_mm"]) for f in files]
+            px = []
+            for f in files:
+                with np.load(f) as z:
+                    px.append(float(z["pixel_mm"]))
             pixels[b] = [round(min(px), 2), round(max(px), 2)]
         target = settings.get("target_noise_sd")
         content_data = (

@@ -42,16 +42,14 @@ def estimate_noise_level(x: torch.Tensor, scales: Optional[List[int]] = None) ->
         scales: block sizes, powers of 2 (default ``[1]``).
 
     Returns:
-        ``(B,)`` float32 noise SD estimates for one scale, ``(B, len(scales))`` for several (0 for an image
-        without any nonzero detail).
+        ``(B, len(scales))`` float32 noise SD estimates (0 for an image without any nonzero detail).
     """
     x = x.float()
     levels: List[torch.Tensor] = []
     for s in [1] if scales is None else scales:
         y = torch.nn.functional.avg_pool2d(x, s) if s > 1 else x
         levels.append(_detail_level(y))
-    out = torch.stack(levels, dim=1)
-    return out[:, 0] if len(levels) == 1 else out
+    return torch.stack(levels, dim=1)
 
 
 def _detail_level(x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +92,7 @@ class NoiseLevelFiLM(nn.Module):
     def forward(self, image: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """``image``: the network's ``(B, C, H, W)`` input -> one ``(scale, shift)`` pair of ``(B, C_i, 1, 1)``
         per conditioned feature map, from the image's estimated noise level."""
-        return self.condition(estimate_noise_level(image, self.scales).reshape(image.shape[0], -1))
+        return self.condition(estimate_noise_level(image, self.scales))
 
     def condition(self, level: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """``level``: ``(B, len(scales))`` noise SD in network units -> the ``(scale, shift)`` pairs."""

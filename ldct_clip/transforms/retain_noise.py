@@ -12,14 +12,12 @@ same for every noise level, so nobody has to set it per scan.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
 
-import numpy as np
-import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 
 from ldct_clip.ct.hu import ArrayLike
+from ldct_clip.transforms.reference import ReferenceMapTransform, reference_like
 
 __all__ = ["RetainNoise", "RetainNoised", "check_fraction"]
 
@@ -49,30 +47,17 @@ class RetainNoise(Transform):
         self.fraction = check_fraction(fraction)
 
     def __call__(self, img: ArrayLike, reference: ArrayLike) -> ArrayLike:
-        if tuple(img.shape) != tuple(reference.shape):
-            raise ValueError(f"output {tuple(img.shape)} and input {tuple(reference.shape)} differ in shape")
+        ref = reference_like(img, reference)
         if self.fraction == 0.0:
             return img
-        if isinstance(img, torch.Tensor):
-            ref = torch.as_tensor(reference, device=img.device).to(img.dtype)
-            return img + self.fraction * (ref - img)
-        ref = np.asarray(reference).astype(img.dtype, copy=False)
         return img + self.fraction * (ref - img)
 
 
-class RetainNoised(MapTransform):
+class RetainNoised(ReferenceMapTransform):
     """Dictionary version of :class:`RetainNoise`: ``d[key]`` gets back ``fraction`` of ``d[reference_key] -
     d[key]``."""
 
     def __init__(
         self, keys: KeysCollection, reference_key: str, fraction: float = 0.0, allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.reference_key = reference_key
-        self.transform = RetainNoise(fraction)
-
-    def __call__(self, data: Mapping[Hashable, ArrayLike]) -> dict[Hashable, ArrayLike]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key], d[self.reference_key])
-        return d
+        super().__init__(keys, reference_key, RetainNoise(fraction), allow_missing_keys)

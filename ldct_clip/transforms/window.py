@@ -6,14 +6,13 @@ Clipping loses the values outside the window (:mod:`ldct_clip.ct.hu`), so the in
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 
 from ldct_clip.ct.hu import ArrayLike, check_window
+from ldct_clip.transforms.reference import ReferenceMapTransform, reference_like
 
 __all__ = ["KeepOutsideWindow", "KeepOutsideWindowd"]
 
@@ -32,28 +31,16 @@ class KeepOutsideWindow(Transform):
         self.hu_min, self.hu_max = check_window(hu_min, hu_max)
 
     def __call__(self, img: ArrayLike, reference: ArrayLike) -> ArrayLike:
-        if tuple(img.shape) != tuple(reference.shape):
-            raise ValueError(f"output {tuple(img.shape)} and input {tuple(reference.shape)} differ in shape")
-        if isinstance(img, torch.Tensor):
-            ref = torch.as_tensor(reference, device=img.device).to(img.dtype)
-            return torch.where((ref < self.hu_min) | (ref > self.hu_max), ref, img)
-        ref = np.asarray(reference).astype(img.dtype, copy=False)
-        return np.where((ref < self.hu_min) | (ref > self.hu_max), ref, img)
+        ref = reference_like(img, reference)
+        where = torch.where if isinstance(img, torch.Tensor) else np.where
+        return where((ref < self.hu_min) | (ref > self.hu_max), ref, img)
 
 
-class KeepOutsideWindowd(MapTransform):
+class KeepOutsideWindowd(ReferenceMapTransform):
     """Dictionary version of :class:`KeepOutsideWindow`: ``d[key]`` takes ``d[reference_key]`` outside the window."""
 
     def __init__(
         self, keys: KeysCollection, reference_key: str, hu_min: float = -1024.0, hu_max: float = 3072.0,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.reference_key = reference_key
-        self.transform = KeepOutsideWindow(hu_min, hu_max)
-
-    def __call__(self, data: Mapping[Hashable, ArrayLike]) -> dict[Hashable, ArrayLike]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key], d[self.reference_key])
-        return d
+        super().__init__(keys, reference_key, KeepOutsideWindow(hu_min, hu_max), allow_missing_keys)

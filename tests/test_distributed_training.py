@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from ldct_clip.checkpoints import load_checkpoint
 from ldct_clip.handlers.json_lines import read_log
@@ -62,7 +63,15 @@ def test_torchrun_two_cpu_processes_train_and_only_rank0_writes(tmp_path):
     train = read_log(out / "logs" / "train_log.jsonl", "train")
     assert [rec["iteration"] for rec in train] == list(range(1, 11))
     assert [rec["iteration"] for rec in read_log(out / "logs" / "train_log.jsonl", "validation")] == [5, 10]
-    assert len(list((out / "logs").glob("events.out.tfevents.*"))) == 2  # one writer for training, one for validation
+    events = sorted((out / "logs").glob("events.out.tfevents.*"))
+    assert len(events) == 2  # one writer for training, one for validation
+    # the writers were closed before the worker exited: the last validation's scalars reached the files
+    scalars = {}
+    for path in events:
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(event.step)
+    assert scalars["val_psnr"] == [5, 10] and scalars["train_loss"][-1] == 10, scalars
     # rank 0 alone wrote the checkpoints: one best model, one last checkpoint, no per-rank duplicates
     assert sorted(p.name for p in (out / "models").iterdir()) == ["checkpoint_epoch=2.pt", "checkpoint_last.pt", "model.pt"]
     last = torch.load(out / "models" / "checkpoint_last.pt", weights_only=True)
@@ -73,3 +82,64 @@ def test_torchrun_two_cpu_processes_train_and_only_rank0_writes(tmp_path):
     with torch.no_grad():
         y = model(torch.rand(1, 1, 48, 48))
     assert y.shape == (1, 1, 48, 48) and torch.isfinite(y).all()
+
+
+# a worker script: gathers, registers an atexit function and a finaliser probe, then calls exit_worker
+WORKER = """
+import atexit, os, sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from ldct_clip.engine import exit_worker
+
+out, rank = Path(sys.argv[1]), os.environ.get("RANK", "0")
+if "TORCHELASTIC_RUN_ID" in os.environ:
+    dist.init_process_group("gloo")
+else:
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+gathered = [torch.zeros(2) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, torch.full((2,), float(dist.get_rank())))
+atexit.register(lambda: (out / f"atexit{rank}").write_text("ran"))
+
+
+class Probe:  # its __del__ runs when the interpreter tears the module down
+    def __del__(self):
+        (out / f"finalized{rank}").write_text("yes")
+
+
+probe = Probe()
+print(f"rank {rank} gathered {[g.tolist() for g in gathered]}", end="")  # no newline, no flush
+exit_worker()
+(out / f"returned{rank}").write_text(str(dist.is_initialized()))
+"""
+
+
+def test_exit_worker_under_torchrun_runs_atexit_flushes_and_skips_interpreter_teardown(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    logs = tmp_path / "logs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run([*TORCHRUN, "--standalone", "--nnodes=1", "--nproc_per_node=2", "--log-dir", str(logs),
+                        "--redirects", "3", str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    stdout = {int(p.parent.name): p.read_text() for p in logs.rglob("stdout.log")}
+    assert stdout == {0: "rank 0 gathered [[0.0, 0.0], [1.0, 1.0]]", 1: "rank 1 gathered [[0.0, 0.0], [1.0, 1.0]]"}
+    for rank in (0, 1):
+        assert (tmp_path / f"atexit{rank}").read_text() == "ran"  # logging and multiprocessing clean up here
+        assert not (tmp_path / f"finalized{rank}").exists()  # left before the interpreter's teardown
+        assert not (tmp_path / f"returned{rank}").exists()
+
+
+def test_exit_worker_outside_torchrun_only_destroys_the_process_group(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == "rank 0 gathered [[0.0, 0.0]]"
+    assert (tmp_path / "returned0").read_text() == "False"  # returned, with the process group destroyed
+    assert (tmp_path / "atexit0").read_text() == "ran"
+    assert (tmp_path / "finalized0").read_text() == "yes"  # the normal teardown ran (the probe works)

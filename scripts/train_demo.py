@@ -180,11 +180,16 @@ def identity_init(net: torch.nn.Module, scale: float = 0.1) -> None:
 
 
 def build_network(args: argparse.Namespace) -> torch.nn.Module:
+    from ldct_clip.ct.hu import DEFAULT_HU_WINDOW
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
+    # the noise level is estimated on the network's input: HU mapped to [0, 1] over the default window
+    hu_min, hu_max = DEFAULT_HU_WINDOW
+    gate = [g / (hu_max - hu_min) for g in getattr(args, "film_gate", (0.0, 0.0))]
     net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025,
-                       noise_conditioning=args.noise_conditioning)
+                       noise_conditioning=args.noise_conditioning, noise_gate=gate,
+                       encoder_bn="frozen" if getattr(args, "film_only", False) else "train")
     if args.init_from:
         from ldct_clip.checkpoints import load_weights
 
@@ -207,7 +212,8 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
             p.requires_grad_(True)
     if args.film_only:
         # only the conditioning learns what to change with the noise level; every other weight stays that of
-        # --init-from (the encoder's BatchNorm running statistics still follow the data: encoder_bn "train")
+        # --init-from, and so do the encoder's BatchNorm running statistics (encoder_bn "frozen"), so that where
+        # the gate is closed the model is exactly the one it started from
         for name, p in net.named_parameters():
             p.requires_grad_(name.startswith("noise_film."))
     return net
@@ -398,6 +404,10 @@ def stage_export(args: argparse.Namespace) -> None:
         "architecture": {"class": "ldct_clip.networks.CLIPDenoiser", "layers": settings["layers"],
                          "width": settings["width"], "encoder_weights": None,
                          "noise_conditioning": bool(settings.get("noise_conditioning", False)),
+                         **({"noise_gate_hu": settings["film_gate"],
+                             "noise_gate": "the conditioning is an identity below the first level and acts fully "
+                                           "above the second (HU of the scale-1 estimate, estimate_noise_level)"}
+                            if settings.get("noise_conditioning") and any(settings.get("film_gate") or ()) else {}),
                          "encoder": f"{settings['encoder']} (random initialisation, no CLIP weights)"},
         "input": "one axial CT slice, HU mapped to [0, 1] over [-1024, 3072] (ldct_clip.ct.hu.hu_to_unit)",
         "training": {
@@ -423,7 +433,9 @@ def stage_export(args: argparse.Namespace) -> None:
                       f"{settings.get('init', 'random')} initialisation of the full-resolution path (identity_init)",
             "wall_seconds": round(wall["seconds"], 1),
             "trained_parameters": ("noise_film.* only (--film-only): every other weight is that of the weights it "
-                                   "continued from; the encoder's BatchNorm running statistics follow the data"
+                                   "continued from; " + ("so are the encoder's BatchNorm running statistics"
+                                                         if settings.get("film_gate") is not None else
+                                                         "the encoder's BatchNorm running statistics followed the data")
                                    if settings.get("film_only") else "all"),
             "threads": settings["threads"],
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",
@@ -506,7 +518,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--noise-conditioning", action="store_true",
                    help="condition the decoder on the noise level estimated from the input (noise_film.*)")
     t.add_argument("--film-only", action="store_true",
-                   help="with --noise-conditioning: train only the conditioning (noise_film.*), every other weight frozen")
+                   help="with --noise-conditioning: train only the conditioning (noise_film.*); every other weight "
+                        "and the encoder's BatchNorm statistics stay those of --init-from")
+    t.add_argument("--film-gate", type=float, nargs=2, default=[0.0, 0.0], metavar=("LOW", "HIGH"),
+                   help="with --noise-conditioning: the conditioning is an identity below LOW and acts fully above "
+                        "HIGH, in HU of the scale-1 noise estimate (estimate_noise_level; about 0.4 x the SD of CT "
+                        "noise at 0.3-0.7 mm pixels). 0 0: at every level")
     t.add_argument("--init-from", default=None, help="start from this checkpoint (e.g. an earlier run's final.pt)")
     t.add_argument("--max-minutes", type=float, default=0, help="stop this invocation after so many minutes (0: no limit)")
     t.add_argument("--max-cases", type=int, default=0, help="use only the first N cases of each bank (0: all)")

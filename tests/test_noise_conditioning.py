@@ -89,3 +89,41 @@ def test_conditioned_model_exports_to_onnx(tmp_path):
         with torch.no_grad():
             expected = model(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(session.run(None, {"image": x})[0], expected, atol=1e-4, rtol=0)
+
+
+def _trained_heads(model, seed: int) -> None:
+    """As after training: the conditioning is no longer an identity."""
+    for head in model.noise_film.heads:
+        torch.nn.init.normal_(head.weight, std=0.2, generator=torch.Generator().manual_seed(seed))
+        torch.nn.init.normal_(head.bias, std=0.2, generator=torch.Generator().manual_seed(seed + 1))
+
+
+def test_gate_keeps_the_model_it_came_from_below_low_and_conditions_above_high(tmp_path):
+    plain = tiny_model(0).eval()
+    path = save_checkpoint(plain, tmp_path / "plain.pt")
+    gate = (20 / 4096, 40 / 4096)
+    gated = tiny_model(1, noise_conditioning=True, noise_gate=gate).eval()
+    load_weights(gated, path, new_prefixes=("noise_film.",))
+    _trained_heads(gated, 6)
+    ungated = tiny_model(1, noise_conditioning=True).eval()
+    ungated.load_state_dict({**gated.state_dict(), "noise_film.gate": torch.zeros(2)})
+    g = torch.Generator().manual_seed(2)
+    clean = _smooth_image(64)
+    quiet = clean + 8 / 4096 * torch.randn(clean.shape, generator=g)  # scale-1 level ~8 HU: below the gate
+    loud = clean + 120 / 4096 * torch.randn(clean.shape, generator=g)  # ~120 HU: above it
+    with torch.no_grad():
+        torch.testing.assert_close(gated(quiet), plain(quiet))  # exactly the model it came from
+        assert (ungated(quiet) - plain(quiet)).abs().max() > 1e-3  # which the trained conditioning alone is not
+        torch.testing.assert_close(gated(loud), ungated(loud))
+        assert (gated(loud) - plain(loud)).abs().max() > 1e-3
+        levels = torch.tensor([[10.0], [30.0], [50.0]]) / 4096 * torch.ones(1, 3)
+        torch.testing.assert_close(gated.noise_film.openness(levels), torch.tensor([0.0, 0.5, 1.0]))
+    # the gate travels with the weights, and weights saved before it existed load with an open gate
+    loaded = load_checkpoint(save_checkpoint(gated, tmp_path / "gated.pt")).eval()
+    torch.testing.assert_close(loaded.noise_film.gate, torch.tensor(gate))
+    state = {k: v for k, v in gated.state_dict().items() if k != "noise_film.gate"}
+    old = tiny_model(1, noise_conditioning=True, noise_gate=gate)
+    old.load_state_dict(state)
+    assert old.noise_film.gate.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="gate"):
+        tiny_model(1, noise_conditioning=True, noise_gate=(0.01, 0.005))

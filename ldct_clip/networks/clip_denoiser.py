@@ -43,6 +43,8 @@ class CLIPDenoiser(nn.Module):
         noise_conditioning: scale and shift the decoder blocks 0-3 by the input's noise level, estimated from
             the image itself (:class:`~ldct_clip.networks.noise_level.NoiseLevelFiLM`, keys ``noise_film.*``;
             not in the paper: an extension for one model over a wide noise range). Starts as an identity.
+        noise_gate: ``(low, high)`` scale-1 noise levels, in input units, below which the conditioning is an
+            identity and above which it acts fully (``NoiseLevelFiLM``'s ``gate``; saved with the weights).
 
     Input ``(B, in_channels, H, W)`` float in [0, 1], any H and W (reflect-padded to a multiple of 32
     and cropped back). Output ``(B, out_channels, H, W)`` in the same units.
@@ -61,6 +63,7 @@ class CLIPDenoiser(nn.Module):
         encoder_bn: str = "train",
         head_precision: str = "split",
         noise_conditioning: bool = False,
+        noise_gate: Sequence[float] = (0.0, 0.0),
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -89,7 +92,7 @@ class CLIPDenoiser(nn.Module):
         self.up_path = build_up_path(self.encoder.feature_channels, image_channels=3, bias=bias)
         self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
         c = int(self.encoder.feature_channels[0])
-        self.noise_film = NoiseLevelFiLM((8 * c, 4 * c, 2 * c, c)) if noise_conditioning else None
+        self.noise_film = NoiseLevelFiLM((8 * c, 4 * c, 2 * c, c), gate=noise_gate) if noise_conditioning else None
 
         if encoder_weights is not None:
             from ldct_clip.weights import load_encoder_weights

@@ -74,14 +74,26 @@ class NoiseLevelFiLM(nn.Module):
         hidden: width of the level embedding.
         scales: the scales of :func:`estimate_noise_level` the embedding sees (level and grain of the noise).
 
+        gate: ``(low, high)`` levels, in the units of the input, of the scale-1 estimate: the conditioning is
+            an identity below ``low``, acts fully above ``high`` and in proportion between. ``(0, 0)`` (default):
+            it acts at every level. The gate is a buffer (``noise_film.gate``), saved with the weights.
+
     The output layers start at zero, so a model gains the conditioning as an identity: weights trained without
-    it load and behave exactly as before until trained further.
+    it load and behave exactly as before until trained further. With a gate they keep behaving exactly as before
+    below ``low`` however the conditioning is trained: it can only change what the model does with noisier input.
     """
 
-    def __init__(self, channels: Sequence[int], hidden: int = 32, scales: Sequence[int] = (1, 2, 4)) -> None:
+    def __init__(self, channels: Sequence[int], hidden: int = 32, scales: Sequence[int] = (1, 2, 4),
+                 gate: Sequence[float] = (0.0, 0.0)) -> None:
         super().__init__()
+        if len(gate) != 2 or not 0.0 <= float(gate[0]) <= float(gate[1]):
+            raise ValueError(f"gate must be (low, high) with 0 <= low <= high, got {tuple(gate)}")
+        if 1 not in scales:
+            raise ValueError(f"scales must include 1 (the gate reads the scale-1 level), got {tuple(scales)}")
         self.log_centre, self.log_spread = _LOG_CENTRE, _LOG_SPREAD
         self.scales: List[int] = [int(s) for s in scales]
+        self.gate_index = self.scales.index(1)
+        self.register_buffer("gate", torch.tensor([float(gate[0]), float(gate[1])]))
         self.embed = nn.Sequential(nn.Linear(len(self.scales), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                    nn.LeakyReLU(0.2))
         self.heads = nn.ModuleList(nn.Linear(hidden, 2 * int(c)) for c in channels)
@@ -98,8 +110,21 @@ class NoiseLevelFiLM(nn.Module):
         """``level``: ``(B, len(scales))`` noise SD in network units -> the ``(scale, shift)`` pairs."""
         t = (torch.log(level.clamp_min(1e-6)) - self.log_centre) / self.log_spread
         e = self.embed(t)
+        g = self.openness(level)[:, None, None, None]
         out: List[Tuple[torch.Tensor, torch.Tensor]] = []
         for head in self.heads:
             scale, shift = head(e).chunk(2, dim=1)
-            out.append((scale[:, :, None, None], shift[:, :, None, None]))
+            out.append((scale[:, :, None, None] * g, shift[:, :, None, None] * g))
         return out
+
+    def openness(self, level: torch.Tensor) -> torch.Tensor:
+        """``level``: ``(B, len(scales))`` -> ``(B,)`` in [0, 1]: how far the gate lets the conditioning act."""
+        low, high = self.gate[0], self.gate[1]
+        return ((level[:, self.gate_index] - low) / (high - low).clamp_min(1e-12)).clamp(0.0, 1.0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # a conditioning saved before the gate existed acted at every level: an open gate (weights without any
+        # conditioning leave the gate this module was built with)
+        if prefix + "gate" not in state_dict and any(k.startswith(prefix) for k in state_dict):
+            state_dict[prefix + "gate"] = torch.zeros(2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

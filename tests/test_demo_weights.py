@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldct_clip.checkpoints import load_checkpoint, save_checkpoint
+from ldct_clip.checkpoints import infer_config, load_checkpoint, save_checkpoint
 from ldct_clip.errors import WeightsError
 from ldct_clip.inference import denoise_volume
 from ldct_clip.metrics import compute_metrics
@@ -60,7 +60,7 @@ def _damaged(model: CLIPDenoiser, tmp_path: Path) -> CLIPDenoiser:
     w = state["last.weight"]
     perm = torch.randperm(w.numel(), generator=torch.Generator().manual_seed(0))
     state["last.weight"] = w.flatten()[perm].reshape(w.shape)
-    broken = CLIPDenoiser(layers=[1, 1, 1, 1], width=model.encoder.width)
+    broken = CLIPDenoiser(**infer_config(state))
     broken.load_state_dict(state)
     return load_checkpoint(save_checkpoint(broken, tmp_path / "damaged.pt")).eval()
 

@@ -38,7 +38,8 @@ _UNUSED_KEYS = tuple("encoder." + prefix for prefix in UNUSED_ENCODER_PREFIXES)
 
 def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.Tensor]:
     """Return the model state dict from a loaded checkpoint object, without the encoder keys the network never builds
-    (``encoder.layer4.*``, ``encoder.attnpool.*``: :data:`~ldct_clip.weights.UNUSED_ENCODER_PREFIXES`).
+    (``encoder.layer4.*``, ``encoder.attnpool.*``: :data:`~ldct_clip.weights.UNUSED_ENCODER_PREFIXES`), and with
+    an open ``noise_film.gate`` for a noise-conditioned state dict saved before the gate existed.
 
     Accepts ``{'params': sd}`` / ``{'params_ema': sd}`` (basicsr), ``{'model': sd}`` / ``{'network': sd}``
     (MONAI ``CheckpointSaver`` with several objects), ``{'state_dict': sd}``, or a plain state dict.
@@ -53,12 +54,19 @@ def extract_state_dict(obj: Any, param_key: str = "params") -> dict[str, torch.T
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad or not state:
         raise WeightsError(f"the checkpoint is not a CLIPDenoiser state dict (non-tensor entries: {bad[:5]})")
-    return {k: v for k, v in state.items() if not k.startswith(_UNUSED_KEYS)}
+    state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_KEYS)}
+    if any(k.startswith("noise_film.") for k in state) and "noise_film.gate" not in state:
+        # a noise conditioning saved before it had a gate acted at every level: an open gate
+        state["noise_film.gate"] = torch.zeros(2)
+    return state
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Infer ``CLIPDenoiser`` constructor arguments (channels, width, layers, bias, noise conditioning) from a
-    state dict."""
+    """Infer ``CLIPDenoiser`` constructor arguments (channels, width, layers, bias, noise conditioning, and the
+    arguments of a noise expert, ``noise_expert.*``) from a state dict."""
+    prefix = "noise_expert."
+    expert = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if not k.startswith(prefix)}
     try:
         width = int(state["encoder.conv3.weight"].shape[0])
         out_channels = int(state["last.weight"].shape[0])
@@ -77,6 +85,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         "width": width,
         "bias": "last.bias" in state,
         "noise_conditioning": any(k.startswith("noise_film.") for k in state),
+        **({"noise_expert": infer_config(expert)} if expert else {}),
     }
 
 

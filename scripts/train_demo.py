@@ -348,6 +348,21 @@ def stage_export(args: argparse.Namespace) -> None:
 
     src = run_dir(args)
     model = load_checkpoint(src / "final.pt")
+    expert_of = Path(args.as_noise_expert_of) if getattr(args, "as_noise_expert_of", None) else None
+    if expert_of is not None:
+        # the run becomes the noise expert of other weights: they answer below the gate, the run above it
+        from ldct_clip.checkpoints import extract_state_dict, infer_config
+        from ldct_clip.ct.hu import DEFAULT_HU_WINDOW
+        from ldct_clip.networks import CLIPDenoiser
+        from ldct_clip.weights import read_state_dict
+
+        hu_min, hu_max = DEFAULT_HU_WINDOW
+        base = extract_state_dict(read_state_dict(expert_of))
+        expert = model.state_dict()
+        model = CLIPDenoiser(**infer_config(base), noise_expert=infer_config(expert),
+                             noise_expert_gate=[g / (hu_max - hu_min) for g in args.expert_gate])
+        model.load_state_dict({**base, **{f"noise_expert.{k}": v for k, v in expert.items()},
+                               "noise_expert_gate": model.noise_expert_gate})
     dest = Path(args.out)
     prov = dest.with_suffix(".json")
     old = json.loads(prov.read_text()) if prov.exists() else {}  # read before the weights it describes are replaced
@@ -469,6 +484,22 @@ def stage_export(args: argparse.Namespace) -> None:
     if args.real_ct_pilots:
         provenance["real_ct_pilots"] = json.loads(Path(args.real_ct_pilots).read_text())
     provenance["benchmark"] = old.get("benchmark")  # written by scripts/benchmark_quality.py --provenance
+    if expert_of is not None:
+        base_json = expert_of.with_suffix(".json")
+        if not base_json.exists():
+            raise SystemExit(f"{expert_of}: no provenance JSON next to it ({base_json.name})")
+        base_prov = json.loads(base_json.read_text())
+        run_part = {k: provenance.pop(k) for k in ("architecture", "training", "validation")}
+        provenance = {
+            **base_prov, **{k: provenance[k] for k in ("name", "label", "file", "sha256", "bytes", "benchmark")},
+            "architecture": {
+                **base_prov["architecture"], "noise_expert_gate_hu": list(args.expert_gate),
+                "noise_expert_gate": "the noise expert below takes over from these weights between the two levels "
+                                     "(HU of the scale-1 estimate, estimate_noise_level): below the first the "
+                                     "output is exactly that of these weights",
+            },
+            "noise_expert": {"weights_before": {"file": expert_of.name, "sha256": base_prov["sha256"]}, **run_part},
+        }
     prov.write_text(json.dumps(provenance, indent=2) + "\n")
     print(f"wrote {dest} ({DEMO_LABEL}; {dest.stat().st_size / 1e6:.2f} MB, sha256 {provenance['sha256'][:12]}) and {prov}")
 
@@ -550,6 +581,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     x.add_argument("--commands", nargs="*", default=None, help="the commands that made the run, for provenance")
     x.add_argument("--real-ct-pilots", default=None,
                    help="JSON of the pilots scored on the real validation slices (scripts/score_real_ct.py), to record")
+    x.add_argument("--as-noise-expert-of", default=None, metavar="WEIGHTS",
+                   help="export the run as the noise expert of these weights (a .pt with its provenance .json next "
+                        "to it): they answer below --expert-gate, the run above it (CLIPDenoiser noise_expert)")
+    x.add_argument("--expert-gate", type=float, nargs=2, default=[15.0, 30.0], metavar=("LOW", "HIGH"),
+                   help="with --as-noise-expert-of: HU of the scale-1 noise estimate between which the run takes over")
     x.set_defaults(func=stage_export)
     return p.parse_args(argv)
 

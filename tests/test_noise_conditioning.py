@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from ldct_clip.checkpoints import infer_config, load_checkpoint, load_weights, save_checkpoint
+from ldct_clip.checkpoints import infer_config, load_checkpoint, load_weights, network_overrides, save_checkpoint
 from ldct_clip.errors import WeightsError
-from ldct_clip.networks import estimate_noise_level
+from ldct_clip.networks import estimate_noise_level, gate_openness
 
 
 def _smooth_image(n: int = 96, seed: int = 0) -> torch.Tensor:
@@ -122,8 +122,47 @@ def test_gate_keeps_the_model_it_came_from_below_low_and_conditions_above_high(t
     loaded = load_checkpoint(save_checkpoint(gated, tmp_path / "gated.pt")).eval()
     torch.testing.assert_close(loaded.noise_film.gate, torch.tensor(gate))
     state = {k: v for k, v in gated.state_dict().items() if k != "noise_film.gate"}
-    old = tiny_model(1, noise_conditioning=True, noise_gate=gate)
-    old.load_state_dict(state)
-    assert old.noise_film.gate.tolist() == [0.0, 0.0]
+    torch.save(state, tmp_path / "before_the_gate.pt")
+    assert load_checkpoint(tmp_path / "before_the_gate.pt").noise_film.gate.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="gate"):
         tiny_model(1, noise_conditioning=True, noise_gate=(0.01, 0.005))
+
+
+def test_noise_expert_takes_over_above_its_gate_only(tmp_path):
+    base, expert = tiny_model(0).eval(), tiny_model(7).eval()
+    gate = (20 / 4096, 40 / 4096)
+    model = tiny_model(0, noise_expert=infer_config(expert.state_dict()), noise_expert_gate=gate).eval()
+    model.load_state_dict({**base.state_dict(), **{f"noise_expert.{k}": v for k, v in expert.state_dict().items()},
+                           "noise_expert_gate": torch.tensor(gate)})
+    calls = []
+    model.noise_expert.register_forward_hook(lambda *_: calls.append(1))
+    g = torch.Generator().manual_seed(5)
+    clean = _smooth_image(64)
+    quiet = clean + 8 / 4096 * torch.randn(clean.shape, generator=g)  # scale-1 level ~8 HU
+    loud = clean + 120 / 4096 * torch.randn(clean.shape, generator=g)
+    middle = clean + 30 / 4096 * torch.randn(clean.shape, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(quiet), base(quiet))
+        assert not calls  # below the gate the expert is not even run
+        torch.testing.assert_close(model(loud), expert(loud))
+        share = float(gate_openness(estimate_noise_level(middle)[:, 0], torch.tensor(gate)))
+        assert 0.2 < share < 0.8
+        torch.testing.assert_close(model(middle), base(middle) + share * (expert(middle) - base(middle)))
+        both = torch.cat([quiet, loud])  # each image its own share
+        torch.testing.assert_close(model(both), torch.cat([base(quiet), expert(loud)]))
+    # a fixed model: never trained with the one that carries it
+    assert not any(p is q for p in model.trainable_parameters() for q in model.noise_expert.parameters())
+    assert not model.train().noise_expert.training
+    # the checkpoint shapes the network, expert and gate included, for every door
+    path = save_checkpoint(model.eval(), tmp_path / "experts.pt")
+    loaded = load_checkpoint(path).eval()
+    torch.testing.assert_close(loaded.noise_expert_gate, torch.tensor(gate))
+    overrides = network_overrides(path)
+    assert overrides["network_def#noise_expert"]["width"] == expert.encoder.width
+    with torch.no_grad():
+        for x in (quiet, loud, middle):
+            torch.testing.assert_close(loaded(x), model(x))
+            torch.testing.assert_close(torch.jit.script(loaded)(x), model(x), atol=1e-5, rtol=1e-5)
+    assert "noise_expert_gate" not in tiny_model(0).state_dict()  # plain models keep their keys
+    with pytest.raises(ValueError, match="noise_expert_gate"):
+        tiny_model(0, noise_expert=infer_config(expert.state_dict()), noise_expert_gate=(0.01, 0.005))

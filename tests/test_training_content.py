@@ -232,3 +232,20 @@ def test_train_demo_noise_conditioned_run_exports(tmp_path):
     after = dict(load_checkpoint(tmp_path / "runs" / "f" / "final.pt").named_parameters())
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("noise_film.") for k in changed), sorted(changed)[:5]
+    # the BatchNorm statistics stay too: below the gate the model is exactly the one it started from
+    before_buffers, after_buffers = (dict(load_checkpoint(p).named_buffers())
+                                     for p in (out, tmp_path / "runs" / "f" / "final.pt"))
+    assert all(torch.equal(before_buffers[k], after_buffers[k]) for k in before_buffers if "running_" in k)
+    # a run exported as the noise expert of other weights: they answer below the gate, the run above it
+    composite = tmp_path / "export" / "composite.pt"
+    subprocess.run(script + ["export", "--workdir", str(tmp_path), "--run", "f", "--out", str(composite),
+                             "--as-noise-expert-of", str(out), "--expert-gate", "15", "30"],
+                   check=True, env=env, capture_output=True)
+    prov = json.loads(composite.with_suffix(".json").read_text())
+    assert prov["architecture"]["noise_expert_gate_hu"] == [15.0, 30.0]
+    assert prov["noise_expert"]["weights_before"]["sha256"] == json.loads(out.with_suffix(".json").read_text())["sha256"]
+    assert prov["noise_expert"]["training"]["trained_parameters"].startswith("noise_film.* only")
+    model, base = load_checkpoint(composite).eval(), load_checkpoint(out).eval()
+    torch.testing.assert_close(model.noise_expert_gate * 4096, torch.tensor([15.0, 30.0]))
+    torch.testing.assert_close(model.noise_expert.state_dict(), load_checkpoint(tmp_path / "runs" / "f" / "final.pt").state_dict())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.state_dict().items())

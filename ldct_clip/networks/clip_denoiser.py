@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator, Sequence
 
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ldct_clip.networks.decoder import build_up_path
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
-from ldct_clip.networks.noise_level import NoiseLevelFiLM
+from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level, gate_openness
 
 __all__ = ["CLIPDenoiser"]
 
@@ -45,6 +45,13 @@ class CLIPDenoiser(nn.Module):
             not in the paper: an extension for one model over a wide noise range). Starts as an identity.
         noise_gate: ``(low, high)`` scale-1 noise levels, in input units, below which the conditioning is an
             identity and above which it acts fully (``NoiseLevelFiLM``'s ``gate``; saved with the weights).
+        noise_expert: constructor arguments of a second ``CLIPDenoiser``, trained for noisier input, that takes over
+            above ``noise_expert_gate`` (keys ``noise_expert.*``): the output is ``y + g * (expert(x) - y)`` with
+            ``g`` the gate's openness at the input's scale-1 noise level (:func:`gate_openness`), so below the gate
+            the expert is not run and the model is exactly this one. The expert is a fixed, trained model: it is
+            never trained with this one. Not in the paper: one model over a wide noise range from two.
+        noise_expert_gate: ``(low, high)`` scale-1 noise levels, in input units (buffer ``noise_expert_gate``,
+            saved with the weights).
 
     Input ``(B, in_channels, H, W)`` float in [0, 1], any H and W (reflect-padded to a multiple of 32
     and cropped back). Output ``(B, out_channels, H, W)`` in the same units.
@@ -64,6 +71,8 @@ class CLIPDenoiser(nn.Module):
         head_precision: str = "split",
         noise_conditioning: bool = False,
         noise_gate: Sequence[float] = (0.0, 0.0),
+        noise_expert: Optional[Dict[str, Any]] = None,
+        noise_expert_gate: Sequence[float] = (0.0, 0.0),
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -93,6 +102,14 @@ class CLIPDenoiser(nn.Module):
         self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
         c = int(self.encoder.feature_channels[0])
         self.noise_film = NoiseLevelFiLM((8 * c, 4 * c, 2 * c, c), gate=noise_gate) if noise_conditioning else None
+        self.noise_expert: Optional[CLIPDenoiser] = None
+        if noise_expert is not None:
+            if len(noise_expert_gate) != 2 or not 0.0 <= float(noise_expert_gate[0]) <= float(noise_expert_gate[1]):
+                raise ValueError(f"noise_expert_gate must be (low, high) with 0 <= low <= high, got "
+                                 f"{tuple(noise_expert_gate)}")
+            self.noise_expert = CLIPDenoiser(**noise_expert).requires_grad_(False).eval()
+        self.register_buffer("noise_expert_gate", torch.tensor([float(g) for g in noise_expert_gate]),
+                             persistent=noise_expert is not None)
 
         if encoder_weights is not None:
             from ldct_clip.weights import load_encoder_weights
@@ -115,6 +132,8 @@ class CLIPDenoiser(nn.Module):
         super().train(mode)
         if self.encoder_bn == "frozen":
             self.encoder.eval()
+        if self.noise_expert is not None:
+            self.noise_expert.eval()
         return self
 
     # -- forward ------------------------------------------------------------------------------------------
@@ -172,6 +191,16 @@ class CLIPDenoiser(nn.Module):
             return self.last(act1(conv1(act0(h))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._denoise(x)
+        expert = self.noise_expert
+        if expert is not None:
+            g = gate_openness(estimate_noise_level(x, [1])[:, 0], self.noise_expert_gate)
+            # below the gate the expert is not run (a trace records both, so that it holds at every level)
+            if torch.jit.is_tracing() or bool((g > 0).any()):
+                y = y + g[:, None, None, None].to(y.dtype) * (expert(x) - y)
+        return y
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         noise_film = self.noise_film
         film: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None

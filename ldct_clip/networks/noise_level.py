@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["NoiseLevelFiLM", "estimate_noise_level"]
+__all__ = ["NoiseLevelFiLM", "estimate_noise_level", "gate_openness"]
 
 # Centre and spread of log(noise SD) in network units: 20 HU in the CT window of 4096 HU, with 4-150 HU spanning
 # about -1.1 to +1.3. Other domains (RGB) only shift the input of a learnt layer.
@@ -66,6 +66,13 @@ def _detail_level(x: torch.Tensor) -> torch.Tensor:
     return ordered.gather(1, index[:, None])[:, 0] / 0.6745
 
 
+def gate_openness(level: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """How far a noise gate lets something act: ``(B,)`` levels -> ``(B,)`` in [0, 1], 0 at or below ``gate[0]``,
+    1 at or above ``gate[1]``, linear between (``gate = (0, 0)``: 1 for every image with any noise)."""
+    low, high = gate[0], gate[1]
+    return ((level - low) / (high - low).clamp_min(1e-12)).clamp(0.0, 1.0)
+
+
 class NoiseLevelFiLM(nn.Module):
     """Per-channel scale and shift of decoder features from the noise level: ``f * (1 + scale) + shift``.
 
@@ -76,7 +83,8 @@ class NoiseLevelFiLM(nn.Module):
 
         gate: ``(low, high)`` levels, in the units of the input, of the scale-1 estimate: the conditioning is
             an identity below ``low``, acts fully above ``high`` and in proportion between. ``(0, 0)`` (default):
-            it acts at every level. The gate is a buffer (``noise_film.gate``), saved with the weights.
+            it acts at every level. The gate is a buffer (``noise_film.gate``), saved with the weights
+            (files saved before it existed load with an open gate: :func:`ldct_clip.checkpoints.extract_state_dict`).
 
     The output layers start at zero, so a model gains the conditioning as an identity: weights trained without
     it load and behave exactly as before until trained further. With a gate they keep behaving exactly as before
@@ -119,12 +127,4 @@ class NoiseLevelFiLM(nn.Module):
 
     def openness(self, level: torch.Tensor) -> torch.Tensor:
         """``level``: ``(B, len(scales))`` -> ``(B,)`` in [0, 1]: how far the gate lets the conditioning act."""
-        low, high = self.gate[0], self.gate[1]
-        return ((level[:, self.gate_index] - low) / (high - low).clamp_min(1e-12)).clamp(0.0, 1.0)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        # a conditioning saved before the gate existed acted at every level: an open gate (weights without any
-        # conditioning leave the gate this module was built with)
-        if prefix + "gate" not in state_dict and any(k.startswith(prefix) for k in state_dict):
-            state_dict[prefix + "gate"] = torch.zeros(2)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        return gate_openness(level[:, self.gate_index], self.gate)

@@ -72,18 +72,21 @@ def test_level_changes_the_decoder_and_checkpoints_keep_it(tmp_path):
         torch.testing.assert_close(torch.jit.script(loaded)(x), model(x), atol=1e-5, rtol=1e-5)
 
 
-def test_conditioned_model_exports_to_onnx(tmp_path):
-    # the level estimate is a sort and a gather (not nanmedian), so the exported graph measures it too
+@pytest.mark.parametrize("kind", ["film", "expert"])
+def test_conditioned_model_exports_to_onnx(tmp_path, kind):
+    # the level estimate is a sort and a gather (not nanmedian), so the exported graph measures it too; the
+    # trace runs the expert whatever the level of the example (here noise-free), so the graph holds at every level
     ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'ldct-clip[export]')")
-    model = tiny_model(3, noise_conditioning=True).eval()
+    expert = {"noise_expert": infer_config(tiny_model(8).state_dict()), "noise_expert_gate": (20 / 4096, 40 / 4096)}
+    model = tiny_model(3, noise_conditioning=True, **(expert if kind == "expert" else {})).eval()
     for head in model.noise_film.heads:
         torch.nn.init.normal_(head.weight, std=0.2, generator=torch.Generator().manual_seed(5))
     path = tmp_path / "conditioned.onnx"
-    torch.onnx.export(model, (torch.rand(1, 1, 64, 64),), str(path), input_names=["image"], output_names=["pred"],
+    torch.onnx.export(model, (_smooth_image(64),), str(path), input_names=["image"], output_names=["pred"],
                       dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    for shape, sd in (((1, 1, 96, 96), 10.0), ((2, 1, 77, 101), 120.0)):
+    for shape, sd in (((1, 1, 96, 96), 10.0), ((2, 1, 77, 101), 120.0), ((1, 1, 64, 64), 30.0)):
         x = (_smooth_image(128)[..., : shape[2], : shape[3]].numpy().repeat(shape[0], 0)
              + rng.normal(0, sd / 4096, shape)).astype(np.float32)
         with torch.no_grad():

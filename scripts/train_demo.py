@@ -179,14 +179,20 @@ def identity_init(net: torch.nn.Module, scale: float = 0.1) -> None:
         last.weight[0, 0, 1, 1] = 1.0
 
 
-def build_network(args: argparse.Namespace) -> torch.nn.Module:
+def gate_in_network_units(levels_hu: list[float]) -> list[float]:
+    """Noise-gate levels from HU to the network's input units: the level is estimated on the input, HU mapped to
+    [0, 1] over the default window."""
     from ldct_clip.ct.hu import DEFAULT_HU_WINDOW
+
+    hu_min, hu_max = DEFAULT_HU_WINDOW
+    return [g / (hu_max - hu_min) for g in levels_hu]
+
+
+def build_network(args: argparse.Namespace) -> torch.nn.Module:
     from ldct_clip.networks import CLIPDenoiser
 
     torch.manual_seed(args.seed)
-    # the noise level is estimated on the network's input: HU mapped to [0, 1] over the default window
-    hu_min, hu_max = DEFAULT_HU_WINDOW
-    gate = [g / (hu_max - hu_min) for g in getattr(args, "film_gate", (0.0, 0.0))]
+    gate = gate_in_network_units(getattr(args, "film_gate", (0.0, 0.0)))
     net = CLIPDenoiser(layers=list(args.layers), width=args.width, encoder_weights=None, aug_level=0.025,
                        noise_conditioning=args.noise_conditioning, noise_gate=gate,
                        encoder_bn="frozen" if getattr(args, "film_only", False) else "train")
@@ -352,15 +358,13 @@ def stage_export(args: argparse.Namespace) -> None:
     if expert_of is not None:
         # the run becomes the noise expert of other weights: they answer below the gate, the run above it
         from ldct_clip.checkpoints import extract_state_dict, infer_config
-        from ldct_clip.ct.hu import DEFAULT_HU_WINDOW
         from ldct_clip.networks import CLIPDenoiser
         from ldct_clip.weights import read_state_dict
 
-        hu_min, hu_max = DEFAULT_HU_WINDOW
         base = extract_state_dict(read_state_dict(expert_of))
         expert = model.state_dict()
         model = CLIPDenoiser(**infer_config(base), noise_expert=infer_config(expert),
-                             noise_expert_gate=[g / (hu_max - hu_min) for g in args.expert_gate])
+                             noise_expert_gate=gate_in_network_units(args.expert_gate))
         model.load_state_dict({**base, **{f"noise_expert.{k}": v for k, v in expert.items()},
                                "noise_expert_gate": model.noise_expert_gate})
     dest = Path(args.out)

@@ -4,7 +4,7 @@ about files or HU."""
 
 from ldct_clip.networks.clip_denoiser import CLIPDenoiser
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
-from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level, gate_openness
+from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level, gate_openness, gate_tensor
 
 __all__ = ["CLIPDenoiser", "CLIPResNetEncoder", "NoiseLevelFiLM", "estimate_noise_level", "gate_openness",
-           "resnet_config"]
+           "gate_tensor", "resnet_config"]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ldct_clip.networks.decoder import build_up_path
 from ldct_clip.networks.encoder import CLIPResNetEncoder, resnet_config
-from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level, gate_openness
+from ldct_clip.networks.noise_level import NoiseLevelFiLM, estimate_noise_level, gate_openness, gate_tensor
 
 __all__ = ["CLIPDenoiser"]
 
@@ -102,14 +102,11 @@ class CLIPDenoiser(nn.Module):
         self.last = nn.Conv2d(self.encoder.width, out_channels, 3, padding=1, bias=bias)
         c = int(self.encoder.feature_channels[0])
         self.noise_film = NoiseLevelFiLM((8 * c, 4 * c, 2 * c, c), gate=noise_gate) if noise_conditioning else None
+        expert_gate = gate_tensor(noise_expert_gate, "noise_expert_gate")
         self.noise_expert: Optional[CLIPDenoiser] = None
         if noise_expert is not None:
-            if len(noise_expert_gate) != 2 or not 0.0 <= float(noise_expert_gate[0]) <= float(noise_expert_gate[1]):
-                raise ValueError(f"noise_expert_gate must be (low, high) with 0 <= low <= high, got "
-                                 f"{tuple(noise_expert_gate)}")
             self.noise_expert = CLIPDenoiser(**noise_expert).requires_grad_(False).eval()
-        self.register_buffer("noise_expert_gate", torch.tensor([float(g) for g in noise_expert_gate]),
-                             persistent=noise_expert is not None)
+        self.register_buffer("noise_expert_gate", expert_gate, persistent=noise_expert is not None)
 
         if encoder_weights is not None:
             from ldct_clip.weights import load_encoder_weights

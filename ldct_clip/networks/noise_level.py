@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["NoiseLevelFiLM", "estimate_noise_level", "gate_openness"]
+__all__ = ["NoiseLevelFiLM", "estimate_noise_level", "gate_openness", "gate_tensor"]
 
 # Centre and spread of log(noise SD) in network units: 20 HU in the CT window of 4096 HU, with 4-150 HU spanning
 # about -1.1 to +1.3. Other domains (RGB) only shift the input of a learnt layer.
@@ -66,6 +66,13 @@ def _detail_level(x: torch.Tensor) -> torch.Tensor:
     return ordered.gather(1, index[:, None])[:, 0] / 0.6745
 
 
+def gate_tensor(gate: Sequence[float], name: str = "gate") -> torch.Tensor:
+    """``(low, high)`` levels of a noise gate as a float32 tensor, checked: ``0 <= low <= high``."""
+    if len(gate) != 2 or not 0.0 <= float(gate[0]) <= float(gate[1]):
+        raise ValueError(f"{name} must be (low, high) with 0 <= low <= high, got {tuple(gate)}")
+    return torch.tensor([float(gate[0]), float(gate[1])])
+
+
 def gate_openness(level: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """How far a noise gate lets something act: ``(B,)`` levels -> ``(B,)`` in [0, 1], 0 at or below ``gate[0]``,
     1 at or above ``gate[1]``, linear between (``gate = (0, 0)``: 1 for every image with any noise)."""
@@ -94,14 +101,13 @@ class NoiseLevelFiLM(nn.Module):
     def __init__(self, channels: Sequence[int], hidden: int = 32, scales: Sequence[int] = (1, 2, 4),
                  gate: Sequence[float] = (0.0, 0.0)) -> None:
         super().__init__()
-        if len(gate) != 2 or not 0.0 <= float(gate[0]) <= float(gate[1]):
-            raise ValueError(f"gate must be (low, high) with 0 <= low <= high, got {tuple(gate)}")
+        gate_bounds = gate_tensor(gate)
         if 1 not in scales:
             raise ValueError(f"scales must include 1 (the gate reads the scale-1 level), got {tuple(scales)}")
         self.log_centre, self.log_spread = _LOG_CENTRE, _LOG_SPREAD
         self.scales: List[int] = [int(s) for s in scales]
         self.gate_index = self.scales.index(1)
-        self.register_buffer("gate", torch.tensor([float(gate[0]), float(gate[1])]))
+        self.register_buffer("gate", gate_bounds)
         self.embed = nn.Sequential(nn.Linear(len(self.scales), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                    nn.LeakyReLU(0.2))
         self.heads = nn.ModuleList(nn.Linear(hidden, 2 * int(c)) for c in channels)

@@ -142,9 +142,13 @@ def load_checkpoint(
     return model.to(map_location)
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model``'s state dict (plain, CPU tensors) atomically to ``path``."""
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, half: tuple[str, ...] = ()) -> Path:
+    """Write ``model``'s state dict (plain, CPU tensors) atomically to ``path``.
+
+    ``half``: key prefixes whose float32 tensors are stored as float16 (half the bytes; ``load_state_dict`` copies
+    them back into the float32 model)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.half() if v.dtype == torch.float32 and k.startswith(half) else v for k, v in state.items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)

@@ -382,7 +382,9 @@ def stage_export(args: argparse.Namespace) -> None:
             init_prov = json.loads(init_json.read_text())
         if init_prov is None:
             raise SystemExit(f"{init_from}: no run folder and no provenance JSON next to it")
-    save_checkpoint(model, dest)
+    # a pair stores its expert in float16, so that the shipped file stays under 5 MiB; the weights it is the
+    # expert of stay float32, so that below the gate the model is exactly those
+    save_checkpoint(model, dest, half=("noise_expert.",) if expert_of is not None else ())
     wall = json.loads((src / "wall_seconds.json").read_text())
     banks = settings.get("bank", ["bank"])
     ids = sorted(int(Path(f).stem[4:]) for f in glob.glob(str(args.workdir / banks[0] / "case*[0-9].npz")))
@@ -587,7 +589,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JSON of the pilots scored on the real validation slices (scripts/score_real_ct.py), to record")
     x.add_argument("--as-noise-expert-of", default=None, metavar="WEIGHTS",
                    help="export the run as the noise expert of these weights (a .pt with its provenance .json next "
-                        "to it): they answer below --expert-gate, the run above it (CLIPDenoiser noise_expert)")
+                        "to it): they answer below --expert-gate, the run (stored in float16) above it "
+                        "(CLIPDenoiser noise_expert)")
     x.add_argument("--expert-gate", type=float, nargs=2, default=[15.0, 30.0], metavar=("LOW", "HIGH"),
                    help="with --as-noise-expert-of: HU of the scale-1 noise estimate between which the run takes over")
     x.set_defaults(func=stage_export)

@@ -14,7 +14,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,19 @@ def _default(key: str, config: str = "inference.json") -> str:
     return f"default: {value} ({Path(config).stem}.json's {key})"
 
 
-def _fraction(text: str) -> float:
-    """argparse type of ``--noise-retention``: a number in [0, 1] (a usage error otherwise, not a traceback)."""
-    from ldct_clip.transforms.retain_noise import check_fraction
+def _checked(check: str) -> Callable[[str], float | None]:
+    """argparse type from the ``ldct_clip.transforms.retain_noise`` check named ``check`` (imported when an option is
+    parsed, not at start-up): a value it refuses is a usage error (exit 2) with its message, not a traceback."""
 
-    try:
-        return check_fraction(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    def parse(text: str) -> float | None:
+        from ldct_clip.transforms import retain_noise
+
+        try:
+            return getattr(retain_noise, check)(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
 
 
 def _inference_options() -> argparse.ArgumentParser:
@@ -65,9 +70,12 @@ def _inference_options() -> argparse.ArgumentParser:
     o.add_argument("--sw-batch-size", type=int, help="slices (windows) per network call (default 2 on CPU, 16 on CUDA)")
     o.add_argument("--hu-min", type=float, help=_default("hu_min"))
     o.add_argument("--hu-max", type=float, help=_default("hu_max"))
-    o.add_argument("--noise-retention", type=_fraction, metavar="F",
+    o.add_argument("--noise-retention", type=_checked("check_fraction"), metavar="F",
                    help="share of the removed noise given back, 0 (the network output) to 1 (the input); "
                    + _default("noise_retention"))
+    o.add_argument("--noise-retention-max-sd", type=_checked("check_max_sd"), metavar="HU",
+                   help="at most this SD of removed noise (HU, per slice) is given back; 'none': the share alone; "
+                   + _default("noise_retention_max_sd"))
     o.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None, help="no progress bars")
     return o
 

@@ -25,7 +25,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 #: Options of the shared inference path whose destination is the ``inference.json`` id of the same name.
 INFERENCE_IDS = ("device", "precision", "channels_last", "compile", "roi_size", "overlap", "sw_batch_size",
-                 "hu_min", "hu_max", "noise_retention", "progress")
+                 "hu_min", "hu_max", "noise_retention", "noise_retention_max_sd", "progress")
 #: ``evaluate`` options whose destination is the ``evaluate.json`` id of the same name.
 EVALUATE_IDS = ("protocols", "classical", "noise_roi", "nps_size", "display_windows", "write_png", "write_volumes")
 

@@ -5,9 +5,9 @@
 (HU -> [0, 1]), its ``inferer`` (:class:`~ldct_clip.engine.inferer.SliceSlidingWindowInferer`: the 2D network
 over 2D sliding windows with gaussian blending) and its ``postprocessing`` without the transforms that write
 case files (:data:`~ldct_clip.transforms.CASE_WRITERS`): [0, 1] -> HU, the voxels outside the window kept, a share
-of the removed noise given back (``noise_retention``), rounded to whole HU. An edit of the config (a component,
-a default) is what runs here too. Only the input and the output volume are held in memory: the steps work on
-``sw_batch_size`` slices at a time.
+of the removed noise given back (``noise_retention``, at most ``noise_retention_max_sd`` HU of it), rounded to
+whole HU. An edit of the config (a component, a default) is what runs here too. Only the input and the output
+volume are held in memory: the steps work on ``sw_batch_size`` slices at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ldct_clip.ct.hu import window_from
 from ldct_clip.engine.inferer import MIN_SIDE, SliceSlidingWindowInferer, check_volume
 from ldct_clip.errors import InputError
 from ldct_clip.transforms import CASE_WRITERS, KeepOutsideWindowd
-from ldct_clip.transforms.retain_noise import check_fraction
+from ldct_clip.transforms.retain_noise import check_fraction, check_max_sd
 
 __all__ = ["MIN_SIDE", "SliceSlidingWindowInferer", "denoise_volume"]
 
@@ -46,6 +46,7 @@ def denoise_volume(
     channels_last: bool | None = None,
     keep_outside_window: bool = True,
     noise_retention: float | None = None,
+    noise_retention_max_sd: float | None = None,
     progress: ProgressFn | None = None,
     workflow: str = "inference",
     bundle: str | os.PathLike | None = None,
@@ -71,6 +72,9 @@ def denoise_volume(
             ``KeepOutsideWindowd``; False leaves it out).
         noise_retention: share of the removed residual given back (:class:`~ldct_clip.transforms.RetainNoise`);
             ``None``: the config's (``noise_retention``); 0 gives the network's output as it is.
+        noise_retention_max_sd: at most this robust SD (HU) of the removed residual is given back in a slice (the
+            share is lowered where the removed noise is stronger); ``None``: the config's
+            (``noise_retention_max_sd``); ``float("inf")``: no cap.
         progress: called as ``progress(slices_done, slices_total)``.
         workflow: the bundle workflow whose components run (:data:`~ldct_clip.bundle.CONFIGS`): ``"inference"``
             rounds to whole HU as the written cases are; ``"evaluate"`` gives the unrounded HU it scores.
@@ -89,8 +93,11 @@ def denoise_volume(
         overrides["hu_min"], overrides["hu_max"] = window_from(hu_window)
     if noise_retention is not None:  # refused here with its own message, not wrapped by the config parser
         noise_retention = check_fraction(noise_retention)
+    if noise_retention_max_sd is not None:
+        noise_retention_max_sd = check_max_sd(noise_retention_max_sd)
     for key, value in (("roi_size", roi_size), ("overlap", overlap), ("sw_batch_size", sw_batch_size),
-                       ("channels_last", channels_last), ("noise_retention", noise_retention)):
+                       ("channels_last", channels_last), ("noise_retention", noise_retention),
+                       ("noise_retention_max_sd", noise_retention_max_sd)):
         if value is not None:
             overrides[key] = list(value) if key == "roi_size" else value
     pre, inferer, post = _components(load_config(workflow, overrides, bundle=bundle), keep_outside_window)

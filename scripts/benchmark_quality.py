@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         prov["benchmark"] = {"command": "python scripts/benchmark_quality.py " + " ".join(argv or sys.argv[1:]),
                              "table_markdown": text, "targets": checks, "bm3d": results["bm3d"],
                              # the demo rows are the bundle's whole chain, noise retention included
-                             "noise_retention": config_default("noise_retention")}
+                             "noise_retention": config_default("noise_retention"),
+                             "noise_retention_max_sd": config_default("noise_retention_max_sd")}
         args.provenance.write_text(json.dumps(prov, indent=2) + "\n")
     return 0
 

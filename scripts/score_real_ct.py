@@ -58,9 +58,11 @@ def cached_inputs(cache: Path, doses: tuple[float, ...], realisations: int,
     return items
 
 
-def score_model(model, items: list[dict], noise_retention: float | None = None) -> dict[str, float]:
+def score_model(model, items: list[dict], **retention: float | None) -> dict[str, float]:
     """Mean abdomen-window PSNR/SSIM per ``slice@dose`` and over all cells (``mean/psnr``, ``mean/ssim``), of the
-    bundle's whole chain (``noise_retention``: ``None`` the config's, 0 the network's output alone)."""
+    bundle's whole chain (``retention``: ``noise_retention`` and ``noise_retention_max_sd`` of
+    :func:`~ldct_clip.inference.denoise_volume`; absent or ``None``: the config's; ``noise_retention=0``: the
+    network's output alone)."""
     import torch
 
     from ldct_clip.inference import denoise_volume
@@ -69,8 +71,7 @@ def score_model(model, items: list[dict], noise_retention: float | None = None) 
     cells: dict[str, list[tuple[float, float]]] = {}
     with torch.no_grad():
         for it in items:
-            out = denoise_volume(it["low"][:, :, None], model, precision="fp32",
-                                 noise_retention=noise_retention)[:, :, 0]
+            out = denoise_volume(it["low"][:, :, None], model, precision="fp32", **retention)[:, :, 0]
             m = compute_metrics(out, it["ref"], vr.PROTOCOLS["abd"])
             cells.setdefault(f"{it['slice']}@{it['dose']:.2f}", []).append((m["psnr"], m["ssim"]))
     result = {}
@@ -83,7 +84,7 @@ def score_model(model, items: list[dict], noise_retention: float | None = None) 
     return result
 
 
-def phantom_gain(model, region: str = "abdomen", seed: int = 7000, noise_retention: float | None = None) -> float:
+def phantom_gain(model, region: str = "abdomen", seed: int = 7000, **retention: float | None) -> float:
     """Abdomen-window PSNR gain (output minus input, against the truth) on a held-out phantom of the CI quality
     tests (``tests/test_demo_weights.py``: abdomen, seed 7000, >= 2 dB; ``tests/test_demo_weights_regions.py``:
     chest, seed 7001, >= 1 dB; 192 x 192 x 2, 25 % dose).  A check that a model selected on real CT has not lost
@@ -97,7 +98,7 @@ def phantom_gain(model, region: str = "abdomen", seed: int = 7000, noise_retenti
     low, _ = make_low_dose_example((192, 192, 2), 0.25, seed=seed, region=region)
     clean = make_phantom((192, 192, 2), region=region, seed=seed)
     with torch.no_grad():
-        out = denoise_volume(low, model, precision="fp32", noise_retention=noise_retention)
+        out = denoise_volume(low, model, precision="fp32", **retention)
     protocol = vr.PROTOCOLS["abd"]
     return round(compute_metrics(out, clean, protocol)["psnr"] - compute_metrics(low, clean, protocol)["psnr"], 3)
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-retention", type=float, default=None,
                    help="share of the removed noise given back (default: inference.json's; 0: the network alone, "
                         "as the #17 pilots table was scored)")
+    p.add_argument("--noise-retention-max-sd", type=float, default=None,
+                   help="at most this SD (HU) of the removed noise given back per slice (default: inference.json's; "
+                        "inf: no cap)")
     p.add_argument("--json", type=Path, default=None, help="append {weights: scores} to this JSON file")
     args = p.parse_args(argv)
 
@@ -127,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for w in args.weights:
         t0 = time.monotonic()
         model = load_checkpoint(resolve_weights(w)).eval()
-        res = score_model(model, items, args.noise_retention)
-        res["phantom_gain_db"] = phantom_gain(model, noise_retention=args.noise_retention)
-        res["chest_gain_db"] = phantom_gain(model, "chest", 7001, args.noise_retention)
+        retention = {"noise_retention": args.noise_retention, "noise_retention_max_sd": args.noise_retention_max_sd}
+        res = score_model(model, items, **retention)
+        res["phantom_gain_db"] = phantom_gain(model, **retention)
+        res["chest_gain_db"] = phantom_gain(model, "chest", 7001, **retention)
         table[w] = res
         cells = " ".join(f"{k.split('/')[0]} {res[k]:.2f}/{res[k.replace('psnr', 'ssim')]:.3f}"
                          for k in res if k.endswith("/psnr") and not k.startswith("mean"))

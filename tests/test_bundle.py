@@ -262,7 +262,19 @@ def test_overriding_a_declared_component_changes_the_run(tmp_path, tiny_checkpoi
     raw = np.asarray(nib.load(tmp_path / "no_retention" / "case.nii.gz").dataobj).astype(np.float64)
     removed = hu - raw
     assert np.abs(removed[4:]).max() > 20  # the random network changes the image: a share of 0.15 is measurable
-    assert np.abs(plain - (raw + 0.15 * removed)).max() <= 1.0  # each run rounds to whole HU
+    # ... at most 5 HU of it (noise_retention_max_sd): per axial slice, 0.15 or 5 / the robust SD of the removed
+    # residual in soft tissue, whichever is smaller
+    share = np.full(hu.shape[-1], 0.15)
+    for k in range(hu.shape[-1]):
+        r = removed[..., k][(raw[..., k] >= -300) & (raw[..., k] <= 300)]
+        if r.size >= 256:
+            share[k] = min(0.15, 5.0 / (1.4826 * np.median(np.abs(r - np.median(r)))))
+    assert np.abs(plain - (raw + share * removed)).max() <= 1.0  # each run rounds to whole HU
+    # the cap switched off: the share itself everywhere
+    r = run_inference(tmp_path / "in", tmp_path / "no_cap", *args, "--noise_retention_max_sd", "null")
+    assert r.returncode == 0, r.stdout + r.stderr
+    no_cap = np.asarray(nib.load(tmp_path / "no_cap" / "case.nii.gz").dataobj)
+    assert np.abs(no_cap - (raw + 0.15 * removed)).max() <= 1.0
 
 
 def test_model_card_follows_the_model_zoo_template():

@@ -92,12 +92,27 @@ def test_options_not_given_are_not_overrides(argv):
                                                "channels_last": False, "progress": False, "noise_retention": 0.3}
 
 
-@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "half"])
-def test_noise_retention_out_of_range_is_a_usage_error(tmp_path, value):
-    r = cli("denoise", str(tmp_path), str(tmp_path / "out"), "--noise-retention", value)
+@pytest.mark.parametrize(("option", "value"), [
+    ("--noise-retention", "1.5"), ("--noise-retention", "-0.1"), ("--noise-retention", "nan"),
+    ("--noise-retention", "half"), ("--noise-retention-max-sd", "0"), ("--noise-retention-max-sd", "-5"),
+    ("--noise-retention-max-sd", "nan"), ("--noise-retention-max-sd", "lots"),
+])
+def test_noise_retention_out_of_range_is_a_usage_error(tmp_path, option, value):
+    r = cli("denoise", str(tmp_path), str(tmp_path / "out"), option, value)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "--noise-retention" in r.stderr and "noise_retention must be" in r.stderr
+    bundle_id = option.removeprefix("--").replace("-", "_")
+    assert option in r.stderr and f"{bundle_id} must be" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_noise_retention_cap_none_is_no_cap():
+    from ldct_clip.cli import build_parser
+    from ldct_clip.commands import inference_overrides
+
+    args = build_parser().parse_args(["denoise", "in", "out", "--noise-retention-max-sd", "none"])
+    assert inference_overrides(args)["noise_retention_max_sd"] == float("inf")
+    args = build_parser().parse_args(["denoise", "in", "out", "--noise-retention-max-sd", "8"])
+    assert inference_overrides(args)["noise_retention_max_sd"] == 8.0
 
 
 def test_help_shows_the_configs_default_without_overriding_it():

@@ -76,6 +76,22 @@ def test_noise_retention_gives_back_the_configured_share():
         denoise_volume(hu, _Flat(), noise_retention=1.5)
 
 
+def test_noise_retention_is_capped_in_hu_per_slice():
+    # inference.json's noise_retention_max_sd (5 HU): where the removed residual is strong (here 80 HU of noise
+    # in slice 1), the share falls to 5 / SD, so no more than about 5 HU of noise comes back; slice 0 (20 HU)
+    # keeps the share itself
+    rng = np.random.default_rng(11)
+    hu = np.stack([rng.normal(0.0, 20.0, (96, 96)), rng.normal(0.0, 80.0, (96, 96))], axis=-1).astype(np.float32)
+    default = denoise_volume(hu, _Flat())
+    uncapped = denoise_volume(hu, _Flat(), noise_retention_max_sd=float("inf"))
+    share = lambda out, k: float((out[..., k] * hu[..., k]).sum() / (hu[..., k] ** 2).sum())  # noqa: E731
+    assert abs(share(default, 0) - 0.15) < 0.002 and abs(share(uncapped, 1) - 0.15) < 0.002
+    assert abs(share(default, 1) - 5.0 / 80.0) < 0.004  # robust SD of 9216 samples: +-2 %, rounding to whole HU
+    assert abs(share(denoise_volume(hu, _Flat(), noise_retention_max_sd=10.0), 1) - 10.0 / 80.0) < 0.006
+    with pytest.raises(ValueError, match="noise_retention_max_sd must be"):
+        denoise_volume(hu, _Flat(), noise_retention_max_sd=0)
+
+
 def test_single_slice_and_int16_input():
     model = tiny_model().eval()
     hu = phantom_hu((48, 40, 3))

@@ -149,8 +149,10 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, half: tuple
     them back into the float32 model)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     state = {k: v.half() if v.dtype == torch.float32 and k.startswith(half) else v for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # a file object, not the temporary path: torch.save names the archive's folder after a path's stem, which
+        # is random here and would give the same weights a different SHA-256 on every save
+        torch.save(state, f)
     return Path(path)
 
 

@@ -21,6 +21,7 @@ import math
 import torch
 from monai.config import KeysCollection
 from monai.transforms import Transform
+from monai.utils import convert_to_tensor
 
 from ldct_clip.ct.hu import ArrayLike
 from ldct_clip.transforms.reference import ReferenceMapTransform, reference_like
@@ -74,14 +75,14 @@ def residual_sd_per_slice(denoised: ArrayLike, residual: ArrayLike) -> torch.Ten
         float64 CPU tensor of shape ``(Z,)`` (``(1,)`` for a 2D slice); NaN for a slice with fewer than
         :data:`MIN_VOXELS` soft-tissue voxels.
     """
-    den, res = (torch.as_tensor(a).detach().to("cpu", torch.float64) for a in (denoised, residual))
+    den, res = (convert_to_tensor(a, track_meta=False).detach() for a in (denoised, residual))
     if den.ndim < 3:
         den, res = den[..., None], res[..., None]
-    den, res = den.movedim(-1, 0).reshape(den.shape[-1], -1), res.movedim(-1, 0).reshape(res.shape[-1], -1)
-    inside = (den >= SOFT_TISSUE_HU[0]) & (den <= SOFT_TISSUE_HU[1])
-    sd = torch.full((den.shape[0],), float("nan"), dtype=torch.float64)
-    for k in range(den.shape[0]):
-        values = res[k][inside[k]]
+    sd = torch.full((den.shape[-1],), float("nan"), dtype=torch.float64)
+    for k in range(den.shape[-1]):
+        # one slice at a time, and only its soft-tissue voxels in float64: no float64 copy of the whole volume
+        d = den[..., k]
+        values = res[..., k][(d >= SOFT_TISSUE_HU[0]) & (d <= SOFT_TISSUE_HU[1])].to("cpu", torch.float64)
         if values.numel() >= MIN_VOXELS:
             sd[k] = 1.4826 * (values - values.median()).abs().median()
     return sd
@@ -104,12 +105,14 @@ class RetainNoise(Transform):
 
     def shares(self, img: ArrayLike, reference: ArrayLike) -> torch.Tensor:
         """The share ``f`` given back in each slice: float64 CPU tensor ``(Z,)`` (``(1,)`` for a 2D array)."""
+        return self._shares(img, reference_like(img, reference) - img)
+
+    def _shares(self, img: ArrayLike, residual: ArrayLike) -> torch.Tensor:
         n = img.shape[-1] if img.ndim >= 3 else 1
         f = torch.full((n,), self.fraction, dtype=torch.float64)
         if self.max_sd is None or self.fraction == 0.0:
             return f
-        ref = reference_like(img, reference)
-        sd = residual_sd_per_slice(img, ref - img)
+        sd = residual_sd_per_slice(img, residual)
         measured = torch.isfinite(sd) & (sd > 0)
         f[measured] = torch.clamp(self.max_sd / sd[measured], max=self.fraction)
         return f
@@ -118,14 +121,15 @@ class RetainNoise(Transform):
         ref = reference_like(img, reference)
         if self.fraction == 0.0:
             return img
-        f = self.shares(img, ref)
+        residual = ref - img
+        f = self._shares(img, residual)
         if isinstance(img, torch.Tensor):
             f = f.to(device=img.device, dtype=img.dtype)
         else:
             f = f.numpy().astype(img.dtype)
         if img.ndim < 3:
             f = f[0]
-        return img + f * (ref - img)
+        return img + f * residual
 
 
 class RetainNoised(ReferenceMapTransform):
